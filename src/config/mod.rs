@@ -1,0 +1,136 @@
+//! Configuration: read the file, interpolate `${ENV}`, parse into [`raw`] structs, then validate
+//! into the typed [`Config`] that the rest of Tollgate uses. Every error names the file, the key
+//! path and the bad value.
+
+mod env;
+pub mod raw;
+mod units;
+mod validate;
+mod yaml;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use ipnet::IpNet;
+
+pub use raw::LogFormat;
+
+/// The validated configuration of one Tollgate process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub server: Server,
+    pub admin: Admin,
+    pub upstream: Upstream,
+    pub forwarding: Forwarding,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub tls: Option<Tls>,
+    /// Accept HTTP/2 with prior knowledge on the plaintext listener.
+    pub h2c: bool,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// `None` when the operator wrote 0 (no limit).
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub http2: bool,
+    pub ca_file: Option<PathBuf>,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub preserve_host: bool,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Everything wrong with one configuration file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {error}", self.source)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads and validates a configuration file. Relative paths inside it (certificates, CA
+    /// files) are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            errors: vec![format!("cannot read file: {e}")],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_text(&text, &source, base)
+    }
+
+    /// Validates configuration text that did not come from a file on disk (the embedded demo).
+    pub fn from_text(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+        let fail = |errors: Vec<String>| ConfigError {
+            source: source.to_string(),
+            errors,
+        };
+        let text = env::interpolate(text, |name| std::env::var(name).ok())
+            .map_err(|(line, msg)| fail(vec![format!("line {line}: {msg}")]))?;
+        let raw: raw::RawConfig = yaml::parse(&text).map_err(|msg| fail(vec![msg]))?;
+        validate::validate(raw, source, base).map_err(fail)
+    }
+}

@@ -1,0 +1,99 @@
+//! What the operator wrote: serde structs that mirror `tollgate.yaml` one to one. Unknown keys are
+//! refused everywhere. `super::validate` turns these into the typed [`super::Config`].
+
+use serde::Deserialize;
+
+use super::units::{Bytes, Dur};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub tls: Option<RawTls>,
+    pub h2c: Option<bool>,
+    pub drain_timeout: Option<Dur>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+    pub reload_interval: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub max_header_bytes: Option<Bytes>,
+    pub max_headers: Option<usize>,
+    pub max_body_bytes: Option<Bytes>,
+    pub max_connections: Option<usize>,
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    pub connect_timeout: Option<Dur>,
+    pub response_timeout: Option<Dur>,
+    pub http2: Option<bool>,
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub idle_timeout: Option<Dur>,
+    pub max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    pub preserve_host: Option<bool>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}

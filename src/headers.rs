@@ -1,0 +1,256 @@
+//! Header work on the hot path: hop-by-hop removal, forwarding headers, request ids. Pure
+//! functions over `HeaderMap`, benchmarked in `benches/headers.rs`.
+
+use std::net::IpAddr;
+
+use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one hop and never travel past a proxy (RFC 9110 §7.6.1), besides any
+/// header named in `Connection`.
+static HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and every header listed in `Connection`. `TE` is removed unless it
+/// is exactly `trailers`, which a proxy forwards so that trailers can flow back (as Envoy does).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection are collected first: removing them while iterating is not
+    // possible, and a request rarely lists more than one or two.
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let te_is_trailers = {
+        let mut values = headers.get_all(header::TE).iter();
+        matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    };
+    if !te_is_trailers {
+        headers.remove(header::TE);
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Upgrade: websocket`), if it does so in
+/// the only valid way: `Connection` lists `upgrade`.
+pub fn upgrade_protocol(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let connection_lists_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_lists_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Puts back the two headers an upgrade needs after `strip_hop_by_hop` removed them.
+pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// What the proxy knows about the client side of a request, for the forwarding headers.
+pub struct ClientSide<'a> {
+    pub peer: IpAddr,
+    /// Whether `peer` is one of `forwarding.trusted_proxies`.
+    pub peer_trusted: bool,
+    pub proto: &'static str,
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. Values sent by a trusted proxy are kept and the peer is
+/// appended to `X-Forwarded-For`; from anyone else they are discarded (along with `Forwarded`
+/// and `X-Real-IP`) because the client could have written anything there.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
+    let peer = client.peer.to_string();
+    if client.peer_trusted {
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let chain = if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        };
+        set(headers, &X_FORWARDED_FOR, &chain);
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST)
+            && let Some(host) = client.host
+        {
+            headers.insert(&X_FORWARDED_HOST, host.clone());
+        }
+    } else {
+        headers.remove(header::FORWARDED);
+        headers.remove(&X_REAL_IP);
+        set(headers, &X_FORWARDED_FOR, &peer);
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+        match client.host {
+            Some(host) => headers.insert(&X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    // An IP address list is always a valid header value; the fallback is unreachable in practice.
+    let value = HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("unknown"));
+    headers.insert(name, value);
+}
+
+/// The inbound `X-Request-Id` if it is sane (1–128 visible ASCII characters of a safe set),
+/// otherwise a fresh UUIDv7, which sorts by time in logs.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(value) = headers.get(&X_REQUEST_ID) {
+        let bytes = value.as_bytes();
+        let sane = (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+=/".contains(b));
+        if sane {
+            return value.clone();
+        }
+    }
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-other", "1"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "gzip"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_survives() {
+        let mut h = map(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+    }
+
+    #[test]
+    fn upgrade_needs_connection_upgrade_and_http11() {
+        let h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_protocol(Version::HTTP_11, &h).unwrap(), "websocket");
+        assert!(upgrade_protocol(Version::HTTP_10, &h).is_none());
+        let h = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_protocol(Version::HTTP_11, &h).is_none());
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_spoof_forwarding_headers() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
+        let host = HeaderValue::from_static("example.com");
+        let client = ClientSide {
+            peer: "192.0.2.1".parse().unwrap(),
+            peer_trusted: false,
+            proto: "http",
+            host: Some(&host),
+        };
+        set_forwarded(&mut h, &client);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
+        assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_appended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let client = ClientSide {
+            peer: "10.0.0.3".parse().unwrap(),
+            peer_trusted: true,
+            proto: "http",
+            host: None,
+        };
+        set_forwarded(&mut h, &client);
+        assert_eq!(
+            h.get("x-forwarded-for").unwrap(),
+            "203.0.113.7, 10.0.0.2, 10.0.0.3"
+        );
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn request_id_kept_when_sane_and_replaced_otherwise() {
+        let h = map(&[("x-request-id", "abc-123")]);
+        assert_eq!(request_id(&h), "abc-123");
+        let h = map(&[("x-request-id", "bad id with spaces")]);
+        assert_ne!(request_id(&h), "bad id with spaces");
+        let long = "a".repeat(129);
+        let h = map(&[("x-request-id", long.as_str())]);
+        assert_eq!(request_id(&h).len(), 36);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+}

@@ -1,0 +1,14 @@
+//! Tollgate: a policy-enforcing reverse proxy for multi-tenant SaaS applications.
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod config;
+pub mod demo;
+pub mod echo;
+pub mod error;
+pub mod headers;
+pub mod logging;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

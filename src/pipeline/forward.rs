@@ -1,0 +1,177 @@
+//! Stage 8, forward: send the canonical request upstream and stream the answer back. Bodies are
+//! never buffered; trailers and upgrades (WebSocket) pass through.
+
+use std::error::Error as StdError;
+
+use http::header::HOST;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::error::{Problem, Refusal};
+use crate::headers::{self, ClientSide, X_REQUEST_ID};
+use crate::server::Shared;
+use crate::snapshot::Snapshot;
+
+use super::admission::body_too_large;
+use super::normalize::Target;
+use super::{Context, ProxyBody};
+
+pub async fn forward(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    ctx: &Context,
+    mut request: Request<Incoming>,
+    target: Target,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let config = &snapshot.config;
+    let upgrade = headers::upgrade_protocol(request.version(), request.headers());
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+
+    let (mut parts, body) = request.into_parts();
+    parts.uri = Uri::builder()
+        .scheme(config.upstream.scheme.clone())
+        .authority(config.upstream.authority.clone())
+        .path_and_query(target.path_and_query)
+        .build()
+        .map_err(|_| Refusal::new(Problem::MalformedRequest, "unusable request target"))?;
+    parts.version = if config.upstream.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h);
+    if let Some(protocol) = upgrade {
+        headers::restore_upgrade(h, protocol);
+    }
+    headers::set_forwarded(
+        h,
+        &ClientSide {
+            peer: ctx.peer.ip(),
+            peer_trusted: ctx.peer_trusted,
+            proto: if ctx.tls { "https" } else { "http" },
+            host: target.host.as_ref(),
+        },
+    );
+    match (config.forwarding.preserve_host, target.host) {
+        (true, Some(host)) => {
+            h.insert(HOST, host);
+        }
+        _ => {
+            h.remove(HOST);
+        }
+    }
+    h.insert(&X_REQUEST_ID, ctx.request_id.clone());
+
+    let max_body = config.server.limits.max_body_bytes;
+    let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+
+    let timeout = config.upstream.response_timeout;
+    let mut response =
+        match tokio::time::timeout(timeout, shared.client.request(upstream_request)).await {
+            Err(_) => {
+                shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&["timeout"])
+                    .inc();
+                return Err(Refusal::new(
+                    Problem::UpstreamTimeout,
+                    "the upstream did not answer in time",
+                ));
+            }
+            Ok(Err(err)) => return Err(classify(shared, &err, max_body)),
+            Ok(Ok(response)) => response,
+        };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        if let Some(client_upgrade) = client_upgrade {
+            shared.tasks.spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        if let Err(e) =
+                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                        {
+                            tracing::debug!(error = %e, "upgraded connection ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+        }
+    }
+
+    let upgrade_back = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| response.headers().get(http::header::UPGRADE).cloned())
+        .flatten();
+    let h = response.headers_mut();
+    headers::strip_hop_by_hop(h);
+    if let Some(protocol) = upgrade_back {
+        headers::restore_upgrade(h, protocol);
+    }
+    Ok(response.map(Either::Left))
+}
+
+/// Maps a client error to the answer the downstream gets.
+fn classify(
+    shared: &Shared,
+    err: &hyper_util::client::legacy::Error,
+    max_body: Option<u64>,
+) -> Refusal {
+    let mut timed_out = false;
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return body_too_large(max_body.unwrap_or_default());
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = e.source();
+    }
+    tracing::warn!(error = %DisplayChain(err), "upstream request failed");
+    if timed_out {
+        shared
+            .metrics
+            .upstream_errors
+            .with_label_values(&["timeout"])
+            .inc();
+        Refusal::new(
+            Problem::UpstreamTimeout,
+            "connecting to the upstream timed out",
+        )
+    } else {
+        shared
+            .metrics
+            .upstream_errors
+            .with_label_values(&["unavailable"])
+            .inc();
+        let detail = if err.is_connect() {
+            "the upstream refused the connection"
+        } else {
+            "the upstream closed or reset the connection"
+        };
+        Refusal::new(Problem::UpstreamUnavailable, detail)
+    }
+}
+
+/// Formats an error with its whole cause chain, for logs.
+struct DisplayChain<'a>(&'a (dyn StdError + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}

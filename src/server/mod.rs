@@ -1,0 +1,188 @@
+//! Listeners, connections, graceful shutdown. [`Server::bind`] opens every socket (so that a
+//! port conflict is an error before anything is announced), [`Server::serve`] runs until the
+//! shutdown token fires, then drains.
+
+pub mod admin;
+mod conn;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::upstream::{self, UpstreamClient};
+
+pub use conn::ConnInfo;
+
+/// State shared by every connection and request of the process.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub client: UpstreamClient,
+    pub metrics: Arc<Metrics>,
+    /// Load shedding: a request that cannot take a permit is answered 503.
+    pub in_flight: Semaphore,
+    /// Connections and upgraded tunnels, waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Set when shutdown begins; `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
+}
+
+/// A server whose sockets are open, ready to serve.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    admin: TcpListener,
+    tls: Option<(TlsAcceptor, tls::Reloader)>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    max_connections: usize,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Server, String> {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
+        let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let limits = &config.server.limits;
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // hyper's own limits sit well above ours so that admission answers with a
+            // problem+json 431; hyper's bare 431 remains the backstop for absurd heads.
+            .max_buf_size((limits.max_header_bytes * 4).max(16 * 1024))
+            .max_headers(limits.max_headers * 2);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX));
+        if tls.is_none() && !config.server.h2c {
+            http = http.http1_only();
+        }
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let shared = Shared {
+            client: upstream::client(&config.upstream)?,
+            metrics: Arc::new(metrics),
+            in_flight: Semaphore::new(limits.max_in_flight),
+            tasks: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config.clone())),
+        };
+        Ok(Server {
+            shared: Arc::new(shared),
+            listener,
+            admin,
+            tls,
+            http: Arc::new(http),
+            max_connections: limits.max_connections,
+            drain_timeout: config.server.drain_timeout,
+        })
+    }
+
+    /// The proxy listener's address (useful when the configuration asked for port 0).
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, lets in-flight requests finish for up
+    /// to the drain timeout, and returns.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let Server {
+            shared,
+            listener,
+            admin,
+            tls,
+            http,
+            max_connections,
+            drain_timeout,
+        } = self;
+        let stop_background = CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
+        let acceptor = tls.map(|(acceptor, reloader)| {
+            tokio::spawn(reloader.run(shared.metrics.clone(), stop_background.clone()));
+            acceptor
+        });
+        tracing::info!(
+            proxy = ?listener.local_addr().ok(),
+            tls = acceptor.is_some(),
+            "serving"
+        );
+
+        let drain = CancellationToken::new();
+        let connections = Arc::new(Semaphore::new(max_connections));
+        loop {
+            // Waiting for a connection slot before accepting applies back-pressure in the
+            // kernel's accept queue instead of accepting and dropping.
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = connections.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let info = ConnInfo {
+                peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+                tls: acceptor.is_some(),
+            };
+            shared.tasks.spawn(conn::serve(
+                stream,
+                info,
+                acceptor.clone(),
+                shared.clone(),
+                http.clone(),
+                drain.clone(),
+                permit,
+            ));
+        }
+
+        drop(listener);
+        shared.draining.store(true, Ordering::Relaxed);
+        tracing::info!(timeout = ?drain_timeout, "shutting down: draining connections");
+        drain.cancel();
+        shared.tasks.close();
+        if tokio::time::timeout(drain_timeout, shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = shared.tasks.len(),
+                "drain timeout reached; closing remaining connections"
+            );
+        }
+        stop_background.cancel();
+        let _ = admin_task.await;
+        tracing::info!("stopped");
+    }
+}

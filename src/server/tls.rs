@@ -1,0 +1,125 @@
+//! TLS termination with rustls (ring provider). The certificate is served from an `ArcSwap`, and
+//! a background task re-reads the PEM files every `reload_interval`: when their bytes change (a
+//! cert-manager rotation, a Kubernetes Secret's symlink swap) the new pair is validated and
+//! swapped in; a bad pair is refused, logged and counted, and the old one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Tls;
+use crate::metrics::Metrics;
+
+/// Loads a certificate chain and its private key from PEM files and checks that they match.
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("cannot read private key from {}: {e}", key_file.display()))?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("unsupported private key in {}: {e}", key_file.display()))?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    certified.keys_match().map_err(|e| {
+        format!(
+            "{} and {} do not belong together: {e}",
+            cert_file.display(),
+            key_file.display()
+        )
+    })?;
+    Ok(certified)
+}
+
+/// Hands rustls whatever certificate is current.
+#[derive(Debug)]
+struct CurrentCert(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Watches the certificate files and swaps in new certificates.
+pub struct Reloader {
+    current: Arc<CurrentCert>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    interval: Duration,
+    seen: (Vec<u8>, Vec<u8>),
+}
+
+/// Builds the acceptor (ALPN `h2`, `http/1.1`) and the reloader that keeps its certificate fresh.
+pub fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
+    let seen = read_pair(&config.cert_file, &config.key_file)?;
+    let certified = load_certified_key(&config.cert_file, &config.key_file)?;
+    let current = Arc::new(CurrentCert(ArcSwap::from_pointee(certified)));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(current.clone());
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let reloader = Reloader {
+        current,
+        cert_file: config.cert_file.clone(),
+        key_file: config.key_file.clone(),
+        interval: config.reload_interval,
+        seen,
+    };
+    Ok((TlsAcceptor::from(Arc::new(server)), reloader))
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    Ok((read(cert)?, read(key)?))
+}
+
+impl Reloader {
+    /// Polls the files until `stop`. Reading a few kilobytes every few seconds is cheaper and more
+    /// robust than inotify across symlink swaps.
+    pub async fn run(mut self, metrics: Arc<Metrics>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => self.check(&metrics),
+            }
+        }
+    }
+
+    fn check(&mut self, metrics: &Metrics) {
+        let Ok(pair) = read_pair(&self.cert_file, &self.key_file) else {
+            // A rotation in progress can briefly remove a file; the next tick retries.
+            return;
+        };
+        if pair == self.seen {
+            return;
+        }
+        self.seen = pair;
+        match load_certified_key(&self.cert_file, &self.key_file) {
+            Ok(certified) => {
+                self.current.0.store(Arc::new(certified));
+                metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                metrics.tls_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "TLS certificate reload refused; the old certificate keeps serving");
+            }
+        }
+    }
+}
