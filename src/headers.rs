@@ -15,14 +15,14 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one hop and never travel past a proxy (RFC 9110 §7.6.1), besides any
-/// header named in `Connection`.
-static HOP_BY_HOP: [&HeaderName; 8] = [
+/// header named in `Connection`. `Trailer` is end-to-end (RFC 9110 §6.6.2) and must stay: hyper
+/// only emits the trailer fields it declares.
+static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,
     &header::PROXY_AUTHENTICATE,
     &header::PROXY_AUTHORIZATION,
-    &header::TRAILER,
     &header::TRANSFER_ENCODING,
     &header::UPGRADE,
 ];

@@ -1,0 +1,125 @@
+//! `tollgate check`: every shipped configuration passes; broken ones name the file and the key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::tollgate::{BIN, check};
+
+fn shipped_configs() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_passes_check() {
+    let files = shipped_configs();
+    assert!(!files.is_empty());
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (ok, output) = check(&paths);
+    assert!(ok, "{output}");
+    for file in &files {
+        assert!(
+            output.contains(&format!("{}: ok", file.display())),
+            "{output}"
+        );
+    }
+}
+
+/// Writes `yaml` to a file and returns check's verdict and output.
+fn check_text(yaml: &str) -> (PathBuf, bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, output) = check(&[&file]);
+    (file, ok, output)
+}
+
+#[test]
+fn a_bad_value_is_reported_with_file_key_and_value() {
+    let (file, ok, output) =
+        check_text("upstream:\n  url: http://127.0.0.1:1\n  connect_timeout: soon\n");
+    assert!(!ok);
+    assert!(output.contains(&file.display().to_string()), "{output}");
+    assert!(output.contains("upstream.connect_timeout"), "{output}");
+    assert!(output.contains("\"soon\""), "{output}");
+    assert!(output.contains("(line 3)"), "{output}");
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    let (_, ok, output) =
+        check_text("server:\n  lissen: 0.0.0.0:1\nupstream:\n  url: http://a:1\n");
+    assert!(!ok);
+    assert!(
+        output.contains("server") && output.contains("lissen"),
+        "{output}"
+    );
+}
+
+#[test]
+fn every_validation_error_is_reported_at_once() {
+    let yaml = "server:\n  listen: nowhere\n  limits:\n    max_headers: 2\nupstream:\n  url: ftp://x/base\nforwarding:\n  trusted_proxies: [10.0.0.0/8, bogus]\n";
+    let (_, ok, output) = check_text(yaml);
+    assert!(!ok);
+    for key in [
+        "server.listen",
+        "server.limits.max_headers",
+        "upstream.url",
+        "forwarding.trusted_proxies[1]",
+    ] {
+        assert!(output.contains(key), "{key} missing from: {output}");
+    }
+    assert!(output.contains("\"bogus\""), "{output}");
+}
+
+#[test]
+fn a_missing_environment_variable_names_its_line() {
+    let (_, ok, output) = check_text("upstream:\n  url: ${TOLLGATE_TEST_SURELY_UNSET}\n");
+    assert!(!ok);
+    assert!(
+        output.contains("line 2") && output.contains("TOLLGATE_TEST_SURELY_UNSET"),
+        "{output}"
+    );
+}
+
+#[test]
+fn missing_tls_files_and_missing_config_files_are_named() {
+    let (_, ok, output) = check_text(
+        "server:\n  tls:\n    cert_file: /nonexistent/tls.crt\n    key_file: /nonexistent/tls.key\nupstream:\n  url: http://a:1\n",
+    );
+    assert!(!ok);
+    assert!(
+        output.contains("server.tls.cert_file") && output.contains("server.tls.key_file"),
+        "{output}"
+    );
+
+    let (ok, output) = check(&[Path::new("/nonexistent/tollgate.yaml")]);
+    assert!(!ok);
+    assert!(output.contains("/nonexistent/tollgate.yaml"), "{output}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tollgate.yaml");
+    std::fs::write(
+        &file,
+        "upstream:\n  url: http://127.0.0.1:1\n  http2: maybe\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("upstream.http2"), "{stderr}");
+}

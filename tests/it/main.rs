@@ -1,0 +1,14 @@
+//! Behaviour tests against a real listening Tollgate process and a real upstream on loopback.
+//! One test binary (faster to build and link than one per file); one module per concern.
+
+mod support;
+
+mod check;
+mod demo;
+mod errors;
+mod forwarding;
+mod lifecycle;
+mod limits;
+mod streaming;
+mod tls;
+mod upgrade;

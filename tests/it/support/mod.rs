@@ -1,0 +1,7 @@
+pub mod client;
+pub mod tollgate;
+pub mod upstream;
+
+pub use client::{collect, get, raw, send};
+pub use tollgate::{Options, Tollgate};
+pub use upstream::Upstream;

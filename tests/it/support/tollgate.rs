@@ -1,0 +1,204 @@
+//! A real Tollgate process, started from the built binary with a generated configuration.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// Extra YAML for the generated configuration, each a block of lines under its section.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub server: &'static str,
+    pub limits: &'static str,
+    pub upstream: &'static str,
+    pub forwarding: &'static str,
+    /// Replaces `http://<upstream addr>` as upstream.url.
+    pub upstream_url: Option<String>,
+    /// A `tls:` block under `server:`, written as lines (certificate paths are runtime values).
+    pub tls: Option<String>,
+}
+
+pub struct Tollgate {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn indent(block: &str, spaces: usize) -> String {
+    block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{}{}\n", " ".repeat(spaces), l.trim()))
+        .collect()
+}
+
+impl Tollgate {
+    pub fn start(upstream: SocketAddr, options: Options) -> Tollgate {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let url = options
+            .upstream_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{upstream}"));
+        let tls = options
+            .tls
+            .as_deref()
+            .map(|t| format!("  tls:\n{}", indent(t, 4)))
+            .unwrap_or_default();
+        let yaml = format!(
+            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n",
+            server = indent(options.server, 2),
+            limits = indent(options.limits, 4),
+            upstream = indent(options.upstream, 2),
+            forwarding = indent(options.forwarding, 2),
+        );
+        let config = dir.path().join("tollgate.yaml");
+        fs::write(&config, yaml).unwrap();
+        let log = fs::File::create(dir.path().join("tollgate.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut tollgate = Tollgate {
+            child,
+            addr,
+            admin,
+            dir,
+        };
+        tollgate.wait_ready();
+        tollgate
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.path("tollgate.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tollgate exited with {status}:\n{}", self.log());
+            }
+            if admin_get(self.admin, "/readyz").is_some_and(|(status, _)| status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tollgate did not become ready:\n{}", self.log());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (the deadline only stops a broken test from hanging).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tollgate did not exit:\n{}", self.log());
+    }
+
+    /// Peak resident memory of the process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Fetches an admin endpoint: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_get(self.admin, path).expect("admin listener answers")
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}`), 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Tollgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A blocking one-shot GET, for readiness polling and admin endpoints.
+pub fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// Runs `tollgate check` on files and returns (success, stdout + stderr).
+pub fn check(files: &[&Path]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
