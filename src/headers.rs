@@ -31,13 +31,20 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
 /// is exactly `trailers`, which a proxy forwards so that trailers can flow back (as Envoy does).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Names listed in Connection are collected first: removing them while iterating is not
-    // possible, and a request rarely lists more than one or two.
+    // possible. The usual tokens (`keep-alive`, `close`, `upgrade`) name no header to remove
+    // beyond the fixed list, so the common case allocates nothing.
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !["keep-alive", "close", "upgrade"]
+                .iter()
+                .any(|usual| token.eq_ignore_ascii_case(usual))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in listed {
         headers.remove(name);

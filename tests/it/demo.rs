@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::get;
-use crate::support::tollgate::{BIN, admin_get, free_port};
+use crate::support::tollgate::{BIN, admin_get, free_port, send_signal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
@@ -44,10 +44,7 @@ async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
         reply.headers["x-request-id"].to_str().unwrap()
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(child.id(), libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     let mut stdout = String::new();
     child

@@ -13,7 +13,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     while upstream.seen().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tollgate.signal("TERM");
+    tollgate.signal(libc::SIGTERM);
 
     // While draining: not ready, and no new connections.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -50,7 +50,7 @@ async fn a_request_longer_than_the_drain_timeout_does_not_keep_the_process_alive
     while upstream.seen().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tollgate.signal("TERM");
+    tollgate.signal(libc::SIGTERM);
     assert!(tollgate.wait_exit().success());
     assert!(
         tollgate.log().contains("drain timeout reached"),

@@ -113,12 +113,9 @@ impl Tollgate {
         self.child.id()
     }
 
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    /// Sends a signal (`libc::SIGTERM`, …) to the process.
+    pub fn signal(&self, signal: i32) {
+        send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit (the deadline only stops a broken test from hanging).
@@ -157,6 +154,16 @@ impl Drop for Tollgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn send_signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
 }
 
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
