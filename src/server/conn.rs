@@ -2,13 +2,17 @@
 //! keep-alive timeout, and graceful shutdown when the server drains.
 
 use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -16,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Limits;
 use crate::pipeline;
 
 use super::Shared;
@@ -27,12 +32,47 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// The HTTP versions a listener speaks. hyper-util's auto builder detects HTTP/2 by its
+/// preface, but its upgrade-capable connection ignores `http1_only`, so a listener that must not
+/// speak h2c uses hyper's HTTP/1 builder directly.
+pub enum Protocols {
+    Http1(http1::Builder),
+    Auto(auto::Builder<TokioExecutor>),
+}
+
+impl Protocols {
+    pub fn new(limits: &Limits, allow_http2: bool) -> Self {
+        // hyper's own limits sit well above ours so that admission answers with a problem+json
+        // 431; hyper's bare 431 remains the backstop for absurd heads.
+        let max_buf_size = (limits.max_header_bytes * 4).max(16 * 1024);
+        let max_headers = limits.max_headers * 2;
+        if !allow_http2 {
+            let mut h1 = http1::Builder::new();
+            h1.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(max_buf_size)
+                .max_headers(max_headers);
+            return Protocols::Http1(h1);
+        }
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(max_buf_size)
+            .max_headers(max_headers);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX));
+        Protocols::Auto(auto)
+    }
+}
+
 pub async fn serve(
     stream: TcpStream,
     info: ConnInfo,
     acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Protocols>,
     drain: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -59,7 +99,7 @@ async fn drive<I>(
     io: I,
     info: ConnInfo,
     shared: &Arc<Shared>,
-    http: &auto::Builder<TokioExecutor>,
+    http: &Protocols,
     drain: &CancellationToken,
     idle_timeout: Duration,
 ) where
@@ -79,29 +119,63 @@ async fn drive<I>(
             }
         })
     };
-    let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut closing = false;
-    loop {
-        let wait = activity
-            .idle_for()
-            .map_or(idle_timeout, |idle| idle_timeout.saturating_sub(idle));
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+    let io = TokioIo::new(io);
+    let watch = Watch {
+        info,
+        activity: &activity,
+        drain,
+        idle_timeout,
+    };
+    match http {
+        Protocols::Http1(h1) => {
+            let conn = h1.serve_connection(io, service).with_upgrades();
+            watch.run(conn, |c| c.graceful_shutdown()).await;
+        }
+        Protocols::Auto(auto) => {
+            let conn = auto.serve_connection_with_upgrades(io, service);
+            watch.run(conn, |c| c.graceful_shutdown()).await;
+        }
+    }
+}
+
+/// Drives a connection to its end, shutting it down gracefully when the server drains or the
+/// connection has been idle for `idle_timeout`.
+struct Watch<'a> {
+    info: ConnInfo,
+    activity: &'a Activity,
+    drain: &'a CancellationToken,
+    idle_timeout: Duration,
+}
+
+impl Watch<'_> {
+    async fn run<C, E>(self, conn: C, shutdown: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            let wait = self.activity.idle_for().map_or(self.idle_timeout, |idle| {
+                self.idle_timeout.saturating_sub(idle)
+            });
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.info.peer, error = %e, "connection ended with an error");
+                    }
+                    return;
                 }
-                return;
-            }
-            () = drain.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = tokio::time::sleep(wait), if !closing => {
-                if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
-                    // Graceful: a response still streaming its body finishes first.
-                    conn.as_mut().graceful_shutdown();
+                () = self.drain.cancelled(), if !closing => {
+                    shutdown(conn.as_mut());
                     closing = true;
+                }
+                () = tokio::time::sleep(wait), if !closing => {
+                    if self.activity.idle_for().is_some_and(|idle| idle >= self.idle_timeout) {
+                        // Graceful: a response still streaming its body finishes first.
+                        shutdown(conn.as_mut());
+                        closing = true;
+                    }
                 }
             }
         }

@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -46,7 +44,7 @@ pub struct Server {
     listener: TcpListener,
     admin: TcpListener,
     tls: Option<(TlsAcceptor, tls::Reloader)>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<conn::Protocols>,
     max_connections: usize,
     drain_timeout: Duration,
 }
@@ -61,20 +59,7 @@ impl Server {
             .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
         let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
         let limits = &config.server.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            // hyper's own limits sit well above ours so that admission answers with a
-            // problem+json 431; hyper's bare 431 remains the backstop for absurd heads.
-            .max_buf_size((limits.max_header_bytes * 4).max(16 * 1024))
-            .max_headers(limits.max_headers * 2);
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX));
-        if tls.is_none() && !config.server.h2c {
-            http = http.http1_only();
-        }
+        let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let shared = Shared {
             client: upstream::client(&config.upstream)?,

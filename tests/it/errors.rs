@@ -24,7 +24,7 @@ async fn upstream_down_is_502_problem_json() {
 async fn upstream_that_never_answers_is_504_after_the_response_timeout() {
     let upstream = Upstream::start().await;
     let options = Options {
-        upstream: "response_timeout: 300ms",
+        upstream: "response_timeout: 300ms".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -45,7 +45,7 @@ async fn upstream_that_never_answers_is_504_after_the_response_timeout() {
 async fn a_slow_upstream_within_the_timeout_is_served() {
     let upstream = Upstream::start().await;
     let options = Options {
-        upstream: "response_timeout: 30s",
+        upstream: "response_timeout: 30s".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);

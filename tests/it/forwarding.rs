@@ -81,7 +81,7 @@ async fn spoofed_forwarding_headers_from_an_untrusted_peer_are_replaced() {
 async fn forwarding_headers_from_a_trusted_proxy_are_appended_to() {
     let upstream = Upstream::start().await;
     let options = Options {
-        forwarding: "trusted_proxies: [127.0.0.0/8]",
+        forwarding: "trusted_proxies: [127.0.0.0/8]".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -137,7 +137,7 @@ async fn host_is_preserved_by_default_and_replaced_when_configured() {
     );
 
     let options = Options {
-        forwarding: "preserve_host: false",
+        forwarding: "preserve_host: false".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);

@@ -41,7 +41,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
 async fn a_request_longer_than_the_drain_timeout_does_not_keep_the_process_alive() {
     let upstream = Upstream::start().await;
     let options = Options {
-        server: "drain_timeout: 200ms",
+        server: "drain_timeout: 200ms".into(),
         ..Options::default()
     };
     let mut tollgate = Tollgate::start(upstream.addr, options);

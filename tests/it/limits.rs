@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn oversized_or_too_many_headers_are_431() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "max_header_bytes: 16KiB\nmax_headers: 20",
+        limits: "max_header_bytes: 16KiB\nmax_headers: 20".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -43,7 +43,7 @@ async fn oversized_or_too_many_headers_are_431() {
 async fn oversized_bodies_are_413_whether_declared_or_streamed() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "max_body_bytes: 1KiB",
+        limits: "max_body_bytes: 1KiB".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -83,7 +83,7 @@ async fn oversized_bodies_are_413_whether_declared_or_streamed() {
 async fn a_slow_header_sender_is_cut_off() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "header_read_timeout: 500ms",
+        limits: "header_read_timeout: 500ms".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -102,7 +102,7 @@ async fn a_slow_header_sender_is_cut_off() {
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "idle_timeout: 300ms\nheader_read_timeout: 1h",
+        limits: "idle_timeout: 300ms\nheader_read_timeout: 1h".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);
@@ -167,7 +167,7 @@ async fn conflicting_or_obfuscated_framing_is_400_and_closes_the_connection() {
 async fn requests_beyond_max_in_flight_are_503_overloaded() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "max_in_flight: 1",
+        limits: "max_in_flight: 1".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);

@@ -9,6 +9,7 @@ mod errors;
 mod forwarding;
 mod lifecycle;
 mod limits;
+mod protocols;
 mod streaming;
 mod tls;
 mod upgrade;

@@ -18,7 +18,7 @@ const MAX_GROWTH_KIB: u64 = 24 * 1024;
 async fn fifty_megabytes_stream_up_and_down_with_proxy_memory_staying_small() {
     let upstream = Upstream::start().await;
     let options = Options {
-        limits: "max_body_bytes: 0",
+        limits: "max_body_bytes: 0".into(),
         ..Options::default()
     };
     let tollgate = Tollgate::start(upstream.addr, options);

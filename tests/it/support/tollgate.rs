@@ -11,10 +11,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 /// Extra YAML for the generated configuration, each a block of lines under its section.
 #[derive(Default, Clone)]
 pub struct Options {
-    pub server: &'static str,
-    pub limits: &'static str,
-    pub upstream: &'static str,
-    pub forwarding: &'static str,
+    pub server: String,
+    pub limits: String,
+    pub upstream: String,
+    pub forwarding: String,
     /// Replaces `http://<upstream addr>` as upstream.url.
     pub upstream_url: Option<String>,
     /// A `tls:` block under `server:`, written as lines (certificate paths are runtime values).
@@ -61,10 +61,10 @@ impl Tollgate {
             .unwrap_or_default();
         let yaml = format!(
             "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n",
-            server = indent(options.server, 2),
-            limits = indent(options.limits, 4),
-            upstream = indent(options.upstream, 2),
-            forwarding = indent(options.forwarding, 2),
+            server = indent(&options.server, 2),
+            limits = indent(&options.limits, 4),
+            upstream = indent(&options.upstream, 2),
+            forwarding = indent(&options.forwarding, 2),
         );
         let config = dir.path().join("tollgate.yaml");
         fs::write(&config, yaml).unwrap();
