@@ -5,22 +5,27 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let http = Arc::new(auto::Builder::new(TokioExecutor::new()).http1_only());
+    let mut http = http1::Builder::new();
+    // Probes and scrapes send small requests quickly; anything slower is not a probe.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let http = Arc::new(http);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,

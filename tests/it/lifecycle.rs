@@ -83,3 +83,26 @@ async fn health_readiness_and_metrics_reflect_the_traffic() {
         4.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_when_asked() {
+    let upstream = Upstream::start().await;
+    let options = Options {
+        env: vec![("TOLLGATE_LOG_FORMAT", "json")],
+        ..Options::default()
+    };
+    let tollgate = Tollgate::start(upstream.addr, options);
+    assert_eq!(get(tollgate.addr, "/echo", &[]).await.status, 200);
+    let log = tollgate.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "serving"), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "request" && l["status"] == 200),
+        "{log}"
+    );
+}

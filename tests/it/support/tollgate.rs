@@ -19,6 +19,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// A `tls:` block under `server:`, written as lines (certificate paths are runtime values).
     pub tls: Option<String>,
+    /// Environment variables for the process.
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 pub struct Tollgate {
@@ -73,6 +75,7 @@ impl Tollgate {
             .args(["serve", "--config"])
             .arg(&config)
             .env_remove("RUST_LOG")
+            .envs(options.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
