@@ -31,7 +31,7 @@ pub fn client(config: &Upstream) -> Result<UpstreamClient, String> {
         Some(path) => load_roots(path)?,
         None => RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("upstream TLS: {e}"))?

@@ -1,4 +1,4 @@
-//! TLS termination with rustls (ring provider). The certificate is served from an `ArcSwap`, and
+//! TLS termination with rustls (aws-lc-rs provider). The certificate is served from an `ArcSwap`, and
 //! a background task re-reads the PEM files every `reload_interval`: when their bytes change (a
 //! cert-manager rotation, a Kubernetes Secret's symlink swap) the new pair is validated and
 //! swapped in; a bad pair is refused, logged and counted, and the old one keeps serving.
@@ -28,7 +28,7 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("cannot read private key from {}: {e}", key_file.display()))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| format!("unsupported private key in {}: {e}", key_file.display()))?;
     let certified = CertifiedKey::new(certs, signing_key);
     certified.keys_match().map_err(|e| {
@@ -65,7 +65,7 @@ pub fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
     let seen = read_pair(&config.cert_file, &config.key_file)?;
     let certified = load_certified_key(&config.cert_file, &config.key_file)?;
     let current = Arc::new(CurrentCert(ArcSwap::from_pointee(certified)));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?

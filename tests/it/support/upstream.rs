@@ -37,7 +37,7 @@ impl Upstream {
 
     /// The same upstream behind TLS (ALPN h2 and http/1.1) with the given certificate.
     pub async fn start_tls(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Upstream {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
