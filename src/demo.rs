@@ -1,17 +1,34 @@
-//! `tollgate demo`: the shipped example configuration, embedded, in front of the built-in echo
-//! upstream, with ready-to-paste `curl` lines.
+//! `tollgate demo`: the shipped example configuration (tenants, plans, keys), embedded and written
+//! to a temporary directory, in front of the built-in echo upstream. Prints tokens for a few demo
+//! users, an API key, and ready-to-paste `curl` lines.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::{self, KeyRequest, TokenRequest};
 use crate::config::Config;
 use crate::server::Server;
+use crate::snapshot::Snapshot;
 
-/// The shipped example configuration, compiled in so the demo needs no files.
-pub const CONFIG: &str = include_str!("../config/tollgate.yaml");
+/// The shipped example files, compiled in so the demo runs from anywhere.
+const FILES: [(&str, &str); 6] = [
+    ("tollgate.yaml", include_str!("../config/tollgate.yaml")),
+    ("tenants.yaml", include_str!("../config/tenants.yaml")),
+    ("plans.yaml", include_str!("../config/plans.yaml")),
+    ("api-keys.yaml", include_str!("../config/api-keys.yaml")),
+    (
+        "keys/demo-es256.pem",
+        include_str!("../config/keys/demo-es256.pem"),
+    ),
+    (
+        "keys/demo-es256.pub.pem",
+        include_str!("../config/keys/demo-es256.pub.pem"),
+    ),
+];
 
 pub struct DemoAddrs {
     pub listen: SocketAddr,
@@ -20,8 +37,18 @@ pub struct DemoAddrs {
 }
 
 pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), String> {
-    let mut config = Config::from_text(CONFIG, "<embedded config/tollgate.yaml>", Path::new("."))
-        .map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("tollgate-demo-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a directory for the demo: {e}"))?;
+    for (name, text) in FILES {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut config = Config::load(&dir.path().join("tollgate.yaml")).map_err(|e| e.to_string())?;
     config.server.listen = addrs.listen;
     config.admin.listen = addrs.admin;
     config.upstream.scheme = http::uri::Scheme::HTTP;
@@ -32,6 +59,7 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
         .map_err(|e| format!("upstream address: {e}"))?;
     crate::logging::init(&config.log);
 
+    let credentials = credentials(&config)?;
     let upstream = TcpListener::bind(addrs.upstream)
         .await
         .map_err(|e| format!("cannot listen on {} (echo upstream): {e}", addrs.upstream))?;
@@ -40,25 +68,99 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
     let admin = server.admin_addr().unwrap_or(addrs.admin);
     let stop_echo = CancellationToken::new();
     tokio::spawn(crate::echo::serve(upstream, stop_echo.clone()));
-    println!("{}", banner(proxy, admin, addrs.upstream));
+    println!(
+        "{}",
+        banner(proxy, admin, addrs.upstream, dir.path(), &credentials)
+    );
     server.serve(shutdown).await;
     stop_echo.cancel();
     Ok(())
 }
 
-fn banner(proxy: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> String {
+/// Tokens for the demo users and a fresh API key for globex (its hash goes into the demo's keys
+/// file, exactly as `tollgate keys create` does).
+fn credentials(config: &Config) -> Result<Vec<(&'static str, String, &'static str)>, String> {
+    let snapshot = Snapshot::load(config.clone(), 1).map_err(|e| e.join("\n"))?;
+    let day = Duration::from_secs(24 * 3600);
+    let token = |tenant, subject, roles: &[&str], mfa| {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let request = TokenRequest {
+            tenant: Some(tenant),
+            subject,
+            roles: &roles,
+            scopes: &[],
+            mfa,
+            ttl: day,
+        };
+        commands::token(&snapshot, &request)
+    };
+    let key = commands::create_key(
+        &snapshot,
+        &KeyRequest {
+            tenant: "globex",
+            name: Some("globex-demo"),
+            roles: &["developer".to_string()],
+            scopes: &[],
+            expires_in: Some(day),
+        },
+    )?;
+    Ok(vec![
+        (
+            "ALICE",
+            token("acme", "alice", &["viewer"], false)?,
+            "acme, viewer",
+        ),
+        (
+            "BOB",
+            token("acme", "bob", &["tenant_admin"], true)?,
+            "acme, tenant_admin, mfa",
+        ),
+        (
+            "CAROL",
+            token("globex", "carol", &["user"], false)?,
+            "globex, user",
+        ),
+        ("GLOBEX_KEY", key, "globex API key, developer"),
+    ])
+}
+
+fn banner(
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    dir: &Path,
+    credentials: &[(&str, String, &str)],
+) -> String {
+    let exports: String = credentials
+        .iter()
+        .map(|(name, value, what)| format!("  export {name}='{value}'   # {what}\n"))
+        .collect();
+    let port = proxy.port();
     format!(
         "Tollgate demo
   proxy     http://{proxy}   -> echo upstream http://{upstream}
   admin     http://{admin}   (/healthz /readyz /metrics)
+  config    {dir}   (edit tenants.yaml or plans.yaml: reloaded within 2s)
 
+Tenants: acme (professional; also owns the domain localhost), globex (basic), initech (suspended),
+umbrella (trial ended), hooli (enterprise), soylent (pending)
+
+Credentials, valid 24h:
+{exports}
 Try:
-  curl -s http://{proxy}/anything
-  curl -s -H 'X-Forwarded-For: 6.6.6.6' http://{proxy}/whoami       # spoofed XFF is replaced
-  curl -s --path-as-is 'http://{proxy}/public/../admin'            # upstream sees /admin
-  curl -si 'http://{proxy}/files/a%2Fb'                             # ambiguous path: 400 problem+json
+  curl -s http://{proxy}/anything                                        # localhost is acme's domain
+  curl -s -H 'Host: acme.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/api/v1/agents/7
+  curl -s -H 'Host: acme.localhost' -H 'X-Tenant-Id: globex' localhost:{port}/x    # spoofed: still acme
+  curl -s -H \"X-API-Key: $GLOBEX_KEY\" 127.0.0.1:{port}/t/globex/reports       # path prefix, API key
+  curl -s -H \"X-API-Key: $GLOBEX_KEY\" localhost:{port}/t/globex/reports       # 400: localhost is acme's
+  curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/x  # 403 tenant-mismatch
+  curl -si -H 'Host: initech.localhost' localhost:{port}/x                     # 403 tenant-suspended
+  curl -si -H 'Host: umbrella.localhost' localhost:{port}/x                    # 402 subscription-inactive
+  curl -si -H 'Authorization: Bearer nope' localhost:{port}/x                   # 401 invalid-credentials
+  curl -s --path-as-is 'http://{proxy}/public/../admin'                  # upstream sees /admin
   curl -s http://{admin}/metrics | grep tollgate_http
 
-Ctrl-C stops the demo."
+Ctrl-C stops the demo.",
+        dir = dir.display()
     )
 }

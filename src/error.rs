@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -20,6 +20,22 @@ pub enum Problem {
     MalformedRequest,
     /// 400: a path that could mean two different things (`..` above root, `%2F`, NUL, `\`).
     AmbiguousPath,
+    /// 400: two tenant sources of one request name different tenants.
+    TenantConflict,
+    /// 401: credentials are required and none were sent.
+    Unauthenticated,
+    /// 401: a token or API key was sent and is not valid (bad signature, expired, revoked…).
+    InvalidCredentials,
+    /// 402: the tenant's trial ended or its subscription is archived.
+    SubscriptionInactive,
+    /// 403: the tenant is suspended.
+    TenantSuspended,
+    /// 403: the tenant is not activated yet.
+    TenantPending,
+    /// 403: the credentials belong to another tenant.
+    TenantMismatch,
+    /// 404: no known tenant matches the request.
+    UnknownTenant,
     /// 413: the body is larger than `server.limits.max_body_bytes`.
     PayloadTooLarge,
     /// 431: too many or too large request headers.
@@ -35,7 +51,15 @@ pub enum Problem {
 impl Problem {
     pub fn status(self) -> StatusCode {
         match self {
-            Problem::MalformedRequest | Problem::AmbiguousPath => StatusCode::BAD_REQUEST,
+            Problem::MalformedRequest | Problem::AmbiguousPath | Problem::TenantConflict => {
+                StatusCode::BAD_REQUEST
+            }
+            Problem::Unauthenticated | Problem::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Problem::SubscriptionInactive => StatusCode::PAYMENT_REQUIRED,
+            Problem::TenantSuspended | Problem::TenantPending | Problem::TenantMismatch => {
+                StatusCode::FORBIDDEN
+            }
+            Problem::UnknownTenant => StatusCode::NOT_FOUND,
             Problem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -48,6 +72,14 @@ impl Problem {
         match self {
             Problem::MalformedRequest => "malformed-request",
             Problem::AmbiguousPath => "ambiguous-path",
+            Problem::TenantConflict => "tenant-conflict",
+            Problem::Unauthenticated => "unauthenticated",
+            Problem::InvalidCredentials => "invalid-credentials",
+            Problem::SubscriptionInactive => "subscription-inactive",
+            Problem::TenantSuspended => "tenant-suspended",
+            Problem::TenantPending => "tenant-pending",
+            Problem::TenantMismatch => "tenant-mismatch",
+            Problem::UnknownTenant => "unknown-tenant",
             Problem::PayloadTooLarge => "payload-too-large",
             Problem::HeadersTooLarge => "headers-too-large",
             Problem::UpstreamUnavailable => "upstream-unavailable",
@@ -60,6 +92,14 @@ impl Problem {
         match self {
             Problem::MalformedRequest => "Malformed request",
             Problem::AmbiguousPath => "Ambiguous request path",
+            Problem::TenantConflict => "Conflicting tenant",
+            Problem::Unauthenticated => "Authentication required",
+            Problem::InvalidCredentials => "Invalid credentials",
+            Problem::SubscriptionInactive => "Subscription inactive",
+            Problem::TenantSuspended => "Tenant suspended",
+            Problem::TenantPending => "Tenant pending activation",
+            Problem::TenantMismatch => "Credentials belong to another tenant",
+            Problem::UnknownTenant => "Unknown tenant",
             Problem::PayloadTooLarge => "Request body too large",
             Problem::HeadersTooLarge => "Request headers too large",
             Problem::UpstreamUnavailable => "Upstream unavailable",
@@ -109,8 +149,27 @@ impl Refusal {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.problem == Problem::Overloaded {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.problem {
+            Problem::Overloaded => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 6750 §3: no error code when no credentials were sent.
+            Problem::Unauthenticated => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tollgate\""),
+                );
+            }
+            Problem::InvalidCredentials => {
+                let challenge = format!(
+                    "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{}\"",
+                    self.detail.replace(['"', '\\'], "")
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
         }
         if self.problem.closes_connection() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));

@@ -61,6 +61,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers that carry identity to the upstream. Whatever the client sent under these names is
+/// removed before the trusted values are set.
+static IDENTITY_HEADERS: [&str; 8] = [
+    "x-tenant-id",
+    "x-tenant-plan",
+    "x-tenant-features",
+    "x-user-id",
+    "x-user-roles",
+    "x-user-scopes",
+    "x-user-mfa",
+    "x-auth-method",
+];
+static IDENTITY_PREFIXES: [&str; 2] = ["x-tollgate-", "x-tenant-limit-"];
+
+/// Removes client-sent identity headers (built-in names and prefixes, plus `extra`).
+pub fn strip_identity(headers: &mut HeaderMap, extra: &[HeaderName]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            IDENTITY_HEADERS.contains(&name)
+                || IDENTITY_PREFIXES
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+        })
+        .cloned()
+        .collect();
+    for name in doomed.iter().chain(extra) {
+        headers.remove(name);
+    }
+}
+
 /// The protocol an HTTP/1.1 request asks to upgrade to (`Upgrade: websocket`), if it does so in
 /// the only valid way: `Connection` lists `upgrade`.
 pub fn upgrade_protocol(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -183,6 +215,21 @@ mod tests {
             ("x-kept", "yes"),
         ]);
         strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn client_identity_headers_are_removed() {
+        let mut h = map(&[
+            ("x-tenant-id", "globex"),
+            ("X-User-Roles", "super_admin"),
+            ("x-tollgate-decision", "allow"),
+            ("x-tenant-limit-max-users", "9999"),
+            ("x-api-key", "tgk_secret"),
+            ("x-kept", "yes"),
+        ]);
+        strip_identity(&mut h, &[HeaderName::from_static("x-api-key")]);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
     }

@@ -1,14 +1,19 @@
 //! Tollgate: a policy-enforcing reverse proxy for multi-tenant SaaS applications.
 //! See ARCHITECTURE.md for the map of this crate.
 
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod echo;
 pub mod error;
 pub mod headers;
+pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod tenants;
 pub mod upstream;
+pub mod watch;

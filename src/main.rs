@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use tollgate::commands;
 use tollgate::config::Config;
 use tollgate::demo::{self, DemoAddrs};
 use tollgate::server::Server;
@@ -41,6 +42,38 @@ enum Command {
         #[arg(long, short, required = true, num_args = 1..)]
         config: Vec<PathBuf>,
     },
+    /// Mint a development JWT signed with a key from the configuration.
+    Token {
+        #[arg(
+            long,
+            short,
+            env = "TOLLGATE_CONFIG",
+            default_value = "config/tollgate.yaml"
+        )]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The subject (user id).
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Mark the token as issued after multi-factor authentication.
+        #[arg(long)]
+        mfa: bool,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run the built-in demo: an echo upstream behind Tollgate with the shipped example config.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -52,10 +85,77 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key: its hash goes into the keys file, the key is printed once.
+    Create {
+        #[arg(
+            long,
+            short,
+            env = "TOLLGATE_CONFIG",
+            default_value = "config/tollgate.yaml"
+        )]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// A role; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A scope; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A name for the key (default: tenant and a hash prefix).
+        #[arg(long)]
+        name: Option<String>,
+        /// Expire the key after this long, e.g. 90d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => print(commands::check(&config)),
+        Command::Token {
+            config,
+            tenant,
+            sub,
+            roles,
+            scopes,
+            ttl,
+            mfa,
+        } => print(commands::load(&config).and_then(|snapshot| {
+            let request = commands::TokenRequest {
+                tenant: tenant.as_deref(),
+                subject: &sub,
+                roles: &roles,
+                scopes: &scopes,
+                mfa,
+                ttl,
+            };
+            commands::token(&snapshot, &request)
+        })),
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    config,
+                    tenant,
+                    roles,
+                    scopes,
+                    name,
+                    expires_in,
+                },
+        } => print(commands::load(&config).and_then(|snapshot| {
+            let request = commands::KeyRequest {
+                tenant: &tenant,
+                name: name.as_deref(),
+                roles: &roles,
+                scopes: &scopes,
+                expires_in,
+            };
+            commands::create_key(&snapshot, &request)
+        })),
         Command::Serve { config } => match Config::load(&config) {
             Ok(config) => run(async move {
                 tollgate::logging::init(&config.log);
@@ -80,21 +180,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
-    let mut ok = true;
-    for file in files {
-        match Config::load(file) {
-            Ok(_) => println!("{}: ok", file.display()),
-            Err(e) => {
-                eprintln!("{e}");
-                ok = false;
-            }
+/// Prints a command's result: the text on stdout and exit 0, or the error on stderr and exit 1.
+fn print(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
         }
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

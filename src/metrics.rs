@@ -17,6 +17,8 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// Client connections open now.
     pub open_connections: IntGauge,
+    /// Reloads of tenants, plans and keys, by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -59,7 +61,15 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "tollgate_config_reloads_total",
+                "Reloads of tenants, plans and keys, by result.",
+            ),
+            &["result"],
+        )?;
         registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -67,6 +77,7 @@ impl Metrics {
             upstream_errors,
             tls_reloads,
             open_connections,
+            config_reloads,
         })
     }
 

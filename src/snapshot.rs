@@ -1,18 +1,72 @@
-//! The immutable state a request is served with. Requests read the current snapshot through
-//! `arc-swap` once, at their start, so a reload (which builds and validates a whole new snapshot,
-//! then swaps it in) never shows a request half of the old state and half of the new.
+//! The immutable state a request is served with: configuration, tenants and plans, identity
+//! (JWT keys, API keys, verified-token cache). Requests read the current snapshot through
+//! `arc-swap` once, at their start; a reload builds and validates a whole new snapshot and swaps
+//! it in, so no request ever sees half of the old state and half of the new.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+
+use http::HeaderName;
 
 use crate::config::Config;
+use crate::identity::Identity;
+use crate::tenants::Directory;
 
 pub struct Snapshot {
+    /// Counts successful loads; 1 for the first.
+    pub generation: u64,
     pub config: Config,
+    pub tenants: Option<Directory>,
+    pub identity: Identity,
+    /// Client headers removed before forwarding besides the built-in identity headers: the
+    /// configured ones, the tenant header and the API key header.
+    pub strip_headers: Vec<HeaderName>,
 }
 
 impl Snapshot {
-    pub fn new(config: Config) -> Self {
-        Snapshot { config }
+    /// Loads every file the configuration names and validates them together.
+    pub fn load(config: Config, generation: u64) -> Result<Snapshot, Vec<String>> {
+        let tenants = config.tenancy.as_ref().map(Directory::load).transpose()?;
+        let known = |id: &str| tenants.as_ref().is_none_or(|d| d.get(id).is_some());
+        let identity = Identity::load(&config.identity, known).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    if e.starts_with("identity.") {
+                        format!("{}: {e}", config.source)
+                    } else {
+                        e
+                    }
+                })
+                .collect::<Vec<_>>()
+        })?;
+        let mut strip_headers = config.identity.strip_headers.clone();
+        strip_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));
+        strip_headers.extend(config.identity.api_keys.as_ref().map(|k| k.header.clone()));
+        Ok(Snapshot {
+            generation,
+            config,
+            tenants,
+            identity,
+            strip_headers,
+        })
+    }
+
+    /// The files a reload must notice changes in.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(t) = &self.config.tenancy {
+            files.extend([t.tenants_file.clone(), t.plans_file.clone()]);
+        }
+        let identity = &self.config.identity;
+        files.extend(identity.api_keys.as_ref().map(|k| k.file.clone()));
+        for provider in &identity.jwt {
+            files.extend(provider.jwks_file.clone());
+            for key in &provider.keys {
+                files.extend(key.public_key_file.clone());
+            }
+        }
+        files
     }
 
     /// Whether `ip` is one of `forwarding.trusted_proxies`.

@@ -4,19 +4,20 @@
 
 mod env;
 pub mod raw;
-mod units;
+pub(crate) mod units;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-pub use raw::LogFormat;
+pub use raw::{LogFormat, TenantSource};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]
@@ -28,6 +29,72 @@ pub struct Config {
     pub upstream: Upstream,
     pub forwarding: Forwarding,
     pub log: Log,
+    /// Tenant resolution; without it Tollgate is a plain proxy with no tenant stage.
+    pub tenancy: Option<Tenancy>,
+    pub identity: Identity,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    pub tenants_file: PathBuf,
+    pub plans_file: PathBuf,
+    /// Lower-case, without a trailing dot: `app.example.com` makes `acme.app.example.com` acme's.
+    pub base_domains: Vec<String>,
+    pub sources: Vec<TenantSource>,
+    pub header: HeaderName,
+    /// Starts and ends with `/`: `/t/` reads `acme` from `/t/acme/...`.
+    pub path_prefix: String,
+    pub strip_path_prefix: bool,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Whether a request without credentials passes as the anonymous principal.
+    pub anonymous: bool,
+    pub api_keys: Option<ApiKeys>,
+    pub jwt: Vec<JwtProvider>,
+    /// Principals holding one of these roles may act on any tenant.
+    pub operator_roles: Vec<String>,
+    /// Client headers removed before forwarding, besides the built-in identity headers.
+    pub strip_headers: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    pub file: PathBuf,
+    pub header: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtProvider {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    pub keys: Vec<JwtKey>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub claims: ClaimNames,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtKey {
+    pub kid: Option<String>,
+    pub alg: jsonwebtoken::Algorithm,
+    pub secret: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// Which claim holds what. Dotted names reach into objects (`realm_access.roles`).
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub tenant: String,
+    pub roles: String,
+    pub scopes: String,
+    pub mfa: String,
 }
 
 #[derive(Debug, Clone)]

@@ -17,6 +17,89 @@ pub struct RawConfig {
     pub forwarding: RawForwarding,
     #[serde(default)]
     pub log: RawLog,
+    pub tenancy: Option<RawTenancy>,
+    pub identity: Option<RawIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenancy {
+    pub tenants_file: String,
+    pub plans_file: String,
+    #[serde(default)]
+    pub base_domains: Vec<String>,
+    pub sources: Option<Vec<TenantSource>>,
+    pub header: Option<String>,
+    pub path_prefix: Option<String>,
+    pub strip_path_prefix: Option<bool>,
+    pub reload_interval: Option<Dur>,
+}
+
+/// Where a request's tenant may come from, in the configured order.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantSource {
+    Subdomain,
+    CustomDomain,
+    Header,
+    PathPrefix,
+    Claim,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub anonymous: Option<bool>,
+    pub api_keys: Option<RawApiKeys>,
+    #[serde(default)]
+    pub jwt: Vec<RawJwtProvider>,
+    #[serde(default)]
+    pub operator_roles: Vec<String>,
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub file: String,
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtProvider {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub leeway: Option<Dur>,
+    #[serde(default)]
+    pub keys: Vec<RawJwtKey>,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Option<Dur>,
+    #[serde(default)]
+    pub claims: RawClaims,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    pub kid: Option<String>,
+    pub alg: String,
+    pub secret: Option<String>,
+    pub public_key_file: Option<String>,
+    pub private_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    pub roles: Option<String>,
+    pub scopes: Option<String>,
+    pub mfa: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -8,8 +8,14 @@ use std::time::Duration;
 use http::Uri;
 use ipnet::IpNet;
 
-use super::raw::{RawConfig, RawLimits, RawTls, RawUpstream};
-use super::{Admin, Config, Forwarding, Limits, Log, Server, Tls, Upstream};
+use super::raw::{
+    RawConfig, RawIdentity, RawJwtProvider, RawLimits, RawTenancy, RawTls, RawUpstream,
+    TenantSource,
+};
+use super::{
+    Admin, ApiKeys, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider, Limits, Log,
+    Server, Tenancy, Tls, Upstream,
+};
 
 /// Collects errors as `key.path: message` lines.
 struct Errors(Vec<String>);
@@ -48,6 +54,13 @@ impl Errors {
                 format!("invalid address {text:?} ({e}); write e.g. \"0.0.0.0:8080\""),
             );
             SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+
+    fn header_name(&mut self, key: &str, value: &str) -> http::HeaderName {
+        http::HeaderName::from_bytes(value.as_bytes()).unwrap_or_else(|_| {
+            self.push(key, format!("invalid header name {value:?}"));
+            http::HeaderName::from_static("invalid")
         })
     }
 
@@ -123,6 +136,18 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         format: raw.log.format.unwrap_or_default(),
         level,
     };
+    let tenancy = raw.tenancy.map(|t| tenancy(&mut errs, base, t));
+    let identity = match raw.identity {
+        Some(raw) => identity(&mut errs, base, raw),
+        // Without an identity section every caller is anonymous, as with a plain proxy.
+        None => Identity {
+            anonymous: true,
+            api_keys: None,
+            jwt: Vec::new(),
+            operator_roles: Vec::new(),
+            strip_headers: Vec::new(),
+        },
+    };
     if !errs.0.is_empty() {
         return Err(errs.0);
     }
@@ -133,7 +158,170 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         upstream,
         forwarding,
         log,
+        tenancy,
+        identity,
     })
+}
+
+fn tenancy(errs: &mut Errors, base: &Path, raw: RawTenancy) -> Tenancy {
+    let sources = raw.sources.unwrap_or_else(|| {
+        vec![
+            TenantSource::Subdomain,
+            TenantSource::CustomDomain,
+            TenantSource::Header,
+            TenantSource::PathPrefix,
+            TenantSource::Claim,
+        ]
+    });
+    if sources.is_empty() {
+        errs.push("tenancy.sources", "must name at least one source");
+    }
+    for (i, source) in sources.iter().enumerate() {
+        if sources[..i].contains(source) {
+            errs.push(
+                &format!("tenancy.sources[{i}]"),
+                format!("{source:?} is listed twice"),
+            );
+        }
+    }
+    let base_domains = raw
+        .base_domains
+        .iter()
+        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    let prefix = raw.path_prefix.unwrap_or_else(|| "/t/".to_string());
+    let path_prefix = format!("/{}/", prefix.trim_matches('/'));
+    if path_prefix == "//" {
+        errs.push("tenancy.path_prefix", "must not be empty");
+    }
+    Tenancy {
+        tenants_file: errs.file("tenancy.tenants_file", base, &raw.tenants_file),
+        plans_file: errs.file("tenancy.plans_file", base, &raw.plans_file),
+        base_domains,
+        sources,
+        header: errs.header_name(
+            "tenancy.header",
+            raw.header.as_deref().unwrap_or("x-tenant-id"),
+        ),
+        path_prefix,
+        strip_path_prefix: raw.strip_path_prefix.unwrap_or(true),
+        reload_interval: errs.positive(
+            "tenancy.reload_interval",
+            raw.reload_interval,
+            Duration::from_secs(2),
+        ),
+    }
+}
+
+fn identity(errs: &mut Errors, base: &Path, raw: RawIdentity) -> Identity {
+    let api_keys = raw.api_keys.map(|k| ApiKeys {
+        file: errs.file("identity.api_keys.file", base, &k.file),
+        header: errs.header_name(
+            "identity.api_keys.header",
+            k.header.as_deref().unwrap_or("x-api-key"),
+        ),
+    });
+    let jwt = raw
+        .jwt
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| jwt_provider(errs, base, &format!("identity.jwt[{i}]"), p))
+        .collect();
+    let strip_headers = raw
+        .strip_headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| errs.header_name(&format!("identity.strip_headers[{i}]"), h))
+        .collect();
+    Identity {
+        anonymous: raw.anonymous.unwrap_or(false),
+        api_keys,
+        jwt,
+        operator_roles: raw.operator_roles,
+        strip_headers,
+    }
+}
+
+fn jwt_provider(errs: &mut Errors, base: &Path, key: &str, raw: RawJwtProvider) -> JwtProvider {
+    if raw.keys.is_empty() && raw.jwks_file.is_none() && raw.jwks_url.is_none() {
+        errs.push(key, "needs keys, jwks_file or jwks_url");
+    }
+    if let Some(url) = &raw.jwks_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        errs.push(
+            &format!("{key}.jwks_url"),
+            format!("{url:?} is not an http(s) URL"),
+        );
+    }
+    let keys = raw
+        .keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let at = format!("{key}.keys[{i}]");
+            let alg = k.alg.parse::<jsonwebtoken::Algorithm>().unwrap_or_else(|_| {
+                errs.push(
+                    &format!("{at}.alg"),
+                    format!("unknown algorithm {:?} (HS256, RS256, ES256, EdDSA, …)", k.alg),
+                );
+                jsonwebtoken::Algorithm::HS256
+            });
+            let symmetric = matches!(
+                alg,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            );
+            match (symmetric, &k.secret, &k.public_key_file) {
+                (true, Some(secret), None) if secret.len() >= 32 => {}
+                (true, Some(_), None) => errs.push(
+                    &format!("{at}.secret"),
+                    "must be at least 32 bytes for an HMAC key",
+                ),
+                (true, _, _) => errs.push(&at, format!("{:?} needs `secret` and no key files", k.alg)),
+                (false, None, Some(_)) => {}
+                (false, _, _) => errs.push(
+                    &at,
+                    format!("{:?} needs `public_key_file` (and `private_key_file` only to mint tokens), no `secret`", k.alg),
+                ),
+            }
+            JwtKey {
+                kid: k.kid,
+                alg,
+                secret: k.secret,
+                public_key_file: k
+                    .public_key_file
+                    .map(|f| errs.file(&format!("{at}.public_key_file"), base, &f)),
+                private_key_file: k
+                    .private_key_file
+                    .map(|f| errs.file(&format!("{at}.private_key_file"), base, &f)),
+            }
+        })
+        .collect();
+    let claims = raw.claims;
+    JwtProvider {
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        leeway: raw.leeway.map_or(Duration::from_secs(30), |d| d.0),
+        keys,
+        jwks_file: raw
+            .jwks_file
+            .map(|f| errs.file(&format!("{key}.jwks_file"), base, &f)),
+        jwks_url: raw.jwks_url,
+        jwks_refresh: errs.positive(
+            &format!("{key}.jwks_refresh"),
+            raw.jwks_refresh,
+            Duration::from_secs(300),
+        ),
+        claims: ClaimNames {
+            subject: claims.subject.unwrap_or_else(|| "sub".to_string()),
+            tenant: claims.tenant.unwrap_or_else(|| "tenant".to_string()),
+            roles: claims.roles.unwrap_or_else(|| "roles".to_string()),
+            scopes: claims.scopes.unwrap_or_else(|| "scope".to_string()),
+            mfa: claims.mfa.unwrap_or_else(|| "mfa".to_string()),
+        },
+    }
 }
 
 fn tls(errs: &mut Errors, base: &Path, raw: RawTls) -> Tls {

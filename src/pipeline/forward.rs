@@ -46,6 +46,12 @@ pub async fn forward(
     if let Some(protocol) = upgrade {
         headers::restore_upgrade(h, protocol);
     }
+    // Identity headers from the client are never believed: removed, then the trusted values set.
+    headers::strip_identity(h, &snapshot.strip_headers);
+    let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
+    for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
+        h.insert(name, value.clone());
+    }
     headers::set_forwarded(
         h,
         &ClientSide {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::identity::jwks::JwksCache;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, UpstreamClient};
@@ -36,6 +37,8 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Set when shutdown begins; `/readyz` answers 503 from then on.
     pub draining: AtomicBool,
+    /// Remote JWT key sets, kept across snapshots.
+    pub jwks: JwksCache,
 }
 
 /// A server whose sockets are open, ready to serve.
@@ -47,6 +50,7 @@ pub struct Server {
     http: Arc<conn::Protocols>,
     max_connections: usize,
     drain_timeout: Duration,
+    config: Config,
 }
 
 impl Server {
@@ -58,6 +62,7 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
         let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
@@ -67,7 +72,8 @@ impl Server {
             in_flight: Semaphore::new(limits.max_in_flight),
             tasks: TaskTracker::new(),
             draining: AtomicBool::new(false),
-            snapshot: ArcSwap::from_pointee(Snapshot::new(config.clone())),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            jwks: JwksCache::new(),
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -77,6 +83,7 @@ impl Server {
             http: Arc::new(http),
             max_connections: limits.max_connections,
             drain_timeout: config.server.drain_timeout,
+            config,
         })
     }
 
@@ -100,9 +107,15 @@ impl Server {
             http,
             max_connections,
             drain_timeout,
+            config,
         } = self;
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
+        tokio::spawn(crate::reload::run(
+            shared.clone(),
+            config,
+            stop_background.clone(),
+        ));
         let acceptor = tls.map(|(acceptor, reloader)| {
             tokio::spawn(reloader.run(shared.metrics.clone(), stop_background.clone()));
             acceptor

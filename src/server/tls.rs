@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Tls;
 use crate::metrics::Metrics;
+use crate::watch::FileWatch;
 
 /// Loads a certificate chain and its private key from PEM files and checks that they match.
 pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
@@ -57,12 +58,11 @@ pub struct Reloader {
     cert_file: PathBuf,
     key_file: PathBuf,
     interval: Duration,
-    seen: (Vec<u8>, Vec<u8>),
+    watch: FileWatch,
 }
 
 /// Builds the acceptor (ALPN `h2`, `http/1.1`) and the reloader that keeps its certificate fresh.
 pub fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
-    let seen = read_pair(&config.cert_file, &config.key_file)?;
     let certified = load_certified_key(&config.cert_file, &config.key_file)?;
     let current = Arc::new(CurrentCert(ArcSwap::from_pointee(certified)));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -77,19 +77,13 @@ pub fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
         cert_file: config.cert_file.clone(),
         key_file: config.key_file.clone(),
         interval: config.reload_interval,
-        seen,
+        watch: FileWatch::new(vec![config.cert_file.clone(), config.key_file.clone()]),
     };
     Ok((TlsAcceptor::from(Arc::new(server)), reloader))
 }
 
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    Ok((read(cert)?, read(key)?))
-}
-
 impl Reloader {
-    /// Polls the files until `stop`. Reading a few kilobytes every few seconds is cheaper and more
-    /// robust than inotify across symlink swaps.
+    /// Polls the files until `stop` (see `watch.rs` for why polling).
     pub async fn run(mut self, metrics: Arc<Metrics>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -102,14 +96,9 @@ impl Reloader {
     }
 
     fn check(&mut self, metrics: &Metrics) {
-        let Ok(pair) = read_pair(&self.cert_file, &self.key_file) else {
-            // A rotation in progress can briefly remove a file; the next tick retries.
-            return;
-        };
-        if pair == self.seen {
+        if !self.watch.changed() {
             return;
         }
-        self.seen = pair;
         match load_certified_key(&self.cert_file, &self.key_file) {
             Ok(certified) => {
                 self.current.0.store(Arc::new(certified));

@@ -5,7 +5,8 @@ use std::process::Command;
 
 use crate::support::tollgate::{BIN, check};
 
-fn shipped_configs() -> Vec<PathBuf> {
+/// Every YAML file shipped under `config/`.
+fn shipped_yaml() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -16,17 +17,41 @@ fn shipped_configs() -> Vec<PathBuf> {
     files
 }
 
+/// Main configuration files have an `upstream:` section; the others are named by them.
+fn is_main_config(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("upstream:"))
+}
+
 #[test]
-fn every_shipped_config_passes_check() {
-    let files = shipped_configs();
-    assert!(!files.is_empty());
-    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let (ok, output) = check(&paths);
+fn every_shipped_config_passes_check_and_loads_every_shipped_file() {
+    let files = shipped_yaml();
+    let mains: Vec<&Path> = files
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|p| is_main_config(p))
+        .collect();
+    assert!(!mains.is_empty());
+    let (ok, output) = check(&mains);
     assert!(ok, "{output}");
-    for file in &files {
+    for file in &mains {
         assert!(
             output.contains(&format!("{}: ok", file.display())),
             "{output}"
+        );
+    }
+    // Every other shipped file is loaded (and so checked) through a main configuration.
+    let named: String = mains
+        .iter()
+        .map(|m| std::fs::read_to_string(m).unwrap())
+        .collect();
+    for file in files.iter().filter(|f| !is_main_config(f)) {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            named.contains(name),
+            "{name} is shipped but no main config loads it"
         );
     }
 }

@@ -1,15 +1,32 @@
-//! `tollgate demo` runs the shipped config in front of the built-in echo upstream.
+//! `tollgate demo` runs the shipped example configuration in front of the built-in echo upstream.
 
-use std::io::Read;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::get;
 use crate::support::tollgate::{BIN, admin_get, free_port, send_signal};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+    /// The banner, as printed.
+    banner: String,
+    /// `export NAME='value'` lines of the banner.
+    credentials: HashMap<String, String>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo() -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -26,13 +43,54 @@ async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, banner_lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut banner = String::new();
+    while let Ok(line) = banner_lines.recv_timeout(Duration::from_secs(60)) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ctrl-C stops the demo") {
+            break;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while admin_get(admin, "/readyz").is_none_or(|(status, _)| status != 200) {
-        assert!(Instant::now() < deadline, "demo never became ready");
+        assert!(
+            Instant::now() < deadline,
+            "demo never became ready:\n{banner}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let credentials = banner
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once("='")?;
+            Some((name.to_string(), rest.split_once('\'')?.0.to_string()))
+        })
+        .collect();
+    Demo {
+        child,
+        addr,
+        banner,
+        credentials,
+    }
+}
 
-    let reply = get(addr, "/anything?x=1", &[("x-forwarded-for", "6.6.6.6")]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
+    let mut demo = start_demo();
+    let reply = get(
+        demo.addr,
+        "/anything?x=1",
+        &[("host", "localhost"), ("x-forwarded-for", "6.6.6.6")],
+    )
+    .await;
     assert_eq!(reply.status, 200);
     let echoed = reply.json();
     assert_eq!(echoed["method"], "GET");
@@ -43,18 +101,87 @@ async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
         echoed["headers"]["x-request-id"],
         reply.headers["x-request-id"].to_str().unwrap()
     );
-
-    send_signal(child.id(), libc::SIGTERM);
-    assert!(child.wait().unwrap().success());
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
     assert!(
-        stdout.contains(&format!("curl -s http://{addr}/anything")),
-        "{stdout}"
+        demo.banner
+            .contains(&format!("curl -s http://{}/anything", demo.addr)),
+        "{}",
+        demo.banner
+    );
+
+    send_signal(demo.child.id(), libc::SIGTERM);
+    assert!(demo.child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_resolves_tenants_and_callers_as_its_banner_says() {
+    let demo = start_demo();
+    let alice = format!("Bearer {}", demo.credentials["ALICE"]);
+
+    // A token of acme on acme's subdomain: trusted tenant and principal headers, spoofs ignored.
+    let reply = get(
+        demo.addr,
+        "/api/v1/agents/7",
+        &[
+            ("host", "acme.localhost"),
+            ("authorization", &alice),
+            ("x-tenant-id", "globex"),
+            ("x-user-roles", "super_admin"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.upstream_header("x-tenant-id").as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        reply.upstream_header("x-tenant-plan").as_deref(),
+        Some("professional")
+    );
+    assert_eq!(reply.upstream_header("x-user-id").as_deref(), Some("alice"));
+    assert_eq!(
+        reply.upstream_header("x-user-roles").as_deref(),
+        Some("viewer")
+    );
+    assert_eq!(
+        reply.upstream_header("x-auth-method").as_deref(),
+        Some("jwt")
+    );
+
+    get(demo.addr, "/x", &[("host", "initech.localhost")])
+        .await
+        .assert_problem(403, "tenant-suspended");
+    get(demo.addr, "/x", &[("host", "umbrella.localhost")])
+        .await
+        .assert_problem(402, "subscription-inactive");
+    get(
+        demo.addr,
+        "/x",
+        &[("host", "globex.localhost"), ("authorization", &alice)],
+    )
+    .await
+    .assert_problem(403, "tenant-mismatch");
+
+    let key = &demo.credentials["GLOBEX_KEY"];
+    let reply = get(
+        demo.addr,
+        "/t/globex/reports",
+        &[("host", "127.0.0.1"), ("x-api-key", key)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.json()["path"], "/reports");
+    assert_eq!(
+        reply.upstream_header("x-tenant-id").as_deref(),
+        Some("globex")
+    );
+    assert_eq!(
+        reply.upstream_header("x-user-id").as_deref(),
+        Some("globex-demo")
+    );
+    assert_eq!(
+        reply.upstream_header("x-api-key"),
+        None,
+        "the key itself is not forwarded"
     );
 }

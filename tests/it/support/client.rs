@@ -78,9 +78,15 @@ pub async fn collect(response: http::Response<Incoming>) -> Reply {
     }
 }
 
-/// GET with extra headers, collected.
+/// GET with extra headers (`Host: tollgate.test` unless one is given), collected.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut builder = Request::get(path).header("host", "tollgate.test");
+    let mut builder = Request::get(path);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        builder = builder.header("host", "tollgate.test");
+    }
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }

@@ -1,0 +1,295 @@
+//! Tenants and their plans: `tenants.yaml` and `plans.yaml`, parsed, validated against each other
+//! and compiled into a [`Directory`] with O(1) lookups by id and by custom domain. Each tenant's
+//! effective features and limits (plan plus overrides) and the headers that carry them upstream
+//! are computed once, at load.
+
+pub mod plans;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::config::{Tenancy, yaml};
+use crate::error::{Problem, Refusal};
+
+pub use plans::Plan;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenantsFile {
+    tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+    plan: String,
+    status: Status,
+    trial_ends_at: Option<String>,
+    /// `feature: true` grants a feature the plan lacks, `false` withdraws one it has.
+    #[serde(default)]
+    features: BTreeMap<String, bool>,
+    /// Replaces the plan's value of each named resource limit.
+    #[serde(default)]
+    limits: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Trial,
+    Suspended,
+    Archived,
+    Pending,
+}
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub plan: Arc<Plan>,
+    pub status: Status,
+    pub trial_ends_at: Option<SystemTime>,
+    pub features: BTreeSet<String>,
+    pub limits: BTreeMap<String, u64>,
+    /// `x-tenant-*` headers for the upstream, built once.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Tenant {
+    /// Whether the tenant may be served now: 403 while suspended or pending, 402 when archived
+    /// or when a trial has ended.
+    pub fn standing(&self, now: SystemTime) -> Result<(), Refusal> {
+        match self.status {
+            Status::Active => Ok(()),
+            Status::Trial if self.trial_ends_at.is_some_and(|end| end > now) => Ok(()),
+            Status::Trial => Err(Refusal::new(
+                Problem::SubscriptionInactive,
+                "the tenant's trial has ended",
+            )),
+            Status::Archived => Err(Refusal::new(
+                Problem::SubscriptionInactive,
+                "the tenant's subscription is not active",
+            )),
+            Status::Suspended => Err(Refusal::new(
+                Problem::TenantSuspended,
+                "the tenant is suspended",
+            )),
+            Status::Pending => Err(Refusal::new(
+                Problem::TenantPending,
+                "the tenant is not activated yet",
+            )),
+        }
+    }
+}
+
+/// Every tenant and plan of one snapshot.
+#[derive(Debug)]
+pub struct Directory {
+    by_id: HashMap<String, Arc<Tenant>>,
+    by_domain: HashMap<String, Arc<Tenant>>,
+    pub plans: BTreeMap<String, Arc<Plan>>,
+}
+
+impl Directory {
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    /// The tenant owning a custom domain (`host` lower-case, without port or trailing dot).
+    pub fn by_domain(&self, host: &str) -> Option<&Arc<Tenant>> {
+        self.by_domain.get(host)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+
+    /// Loads and cross-validates the plans and tenants files. Errors read
+    /// `file: key.path: message (line N)`.
+    pub fn load(tenancy: &Tenancy) -> Result<Directory, Vec<String>> {
+        let plans = load_plans(&tenancy.plans_file)?;
+        load_tenants(&tenancy.tenants_file, plans)
+    }
+}
+
+fn read(path: &Path) -> Result<String, Vec<String>> {
+    std::fs::read_to_string(path).map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])
+}
+
+/// The 1-based line of the first occurrence of `needle`, for errors found after parsing.
+fn line_of(text: &str, needle: &str) -> String {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| format!(" (line {})", i + 1))
+        .unwrap_or_default()
+}
+
+fn load_plans(path: &Path) -> Result<BTreeMap<String, Arc<Plan>>, Vec<String>> {
+    let text = read(path)?;
+    let file = path.display();
+    let raw: plans::RawPlansFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+    let mut errors = Vec::new();
+    let mut plans = BTreeMap::new();
+    for (id, raw_plan) in raw.plans {
+        let mut plan_errors = Vec::new();
+        let plan = plans::plan(&id, raw_plan, &mut plan_errors);
+        let line = line_of(&text, &format!("{id}:"));
+        errors.extend(
+            plan_errors
+                .into_iter()
+                .map(|e| format!("{file}: {e}{line}")),
+        );
+        plans.insert(id, Arc::new(plan));
+    }
+    if plans.is_empty() {
+        errors.push(format!("{file}: plans: at least one plan is needed"));
+    }
+    if errors.is_empty() {
+        Ok(plans)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Tenant ids are DNS labels, so that every tenant can be addressed by subdomain.
+pub fn valid_tenant_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
+}
+
+fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Directory, Vec<String>> {
+    let text = read(path)?;
+    let file = path.display();
+    let raw: RawTenantsFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+    let mut errors = Vec::new();
+    let mut by_id = HashMap::new();
+    let mut by_domain = HashMap::new();
+    for (i, t) in raw.tenants.into_iter().enumerate() {
+        let line = line_of(&text, &format!("id: {}", t.id));
+        let mut fail = |key: &str, msg: String| {
+            errors.push(format!("{file}: tenants[{i}] ({}){key}: {msg}{line}", t.id));
+        };
+        if !valid_tenant_id(&t.id) {
+            fail(
+                ".id",
+                "must be a DNS label: a-z, 0-9 and '-', at most 63 characters".into(),
+            );
+        }
+        let Some(plan) = plans.get(&t.plan).cloned() else {
+            let known: Vec<&str> = plans.keys().map(String::as_str).collect();
+            fail(
+                ".plan",
+                format!("unknown plan {:?} (known: {})", t.plan, known.join(", ")),
+            );
+            continue;
+        };
+        let trial_ends_at = match t
+            .trial_ends_at
+            .as_deref()
+            .map(humantime::parse_rfc3339_weak)
+        {
+            Some(Ok(time)) => Some(time),
+            Some(Err(e)) => {
+                fail(".trial_ends_at", format!("not an RFC 3339 time ({e})"));
+                None
+            }
+            None => None,
+        };
+        if t.status == Status::Trial && trial_ends_at.is_none() {
+            fail(
+                ".trial_ends_at",
+                "a trial tenant needs trial_ends_at".into(),
+            );
+        }
+        let mut features = plan.features.clone();
+        for (feature, on) in &t.features {
+            if *on {
+                features.insert(feature.clone());
+            } else {
+                features.remove(feature);
+            }
+        }
+        let mut limits = plan.limits.clone();
+        limits.extend(t.limits.iter().map(|(k, v)| (k.clone(), *v)));
+        let tenant = Arc::new(Tenant {
+            headers: tenant_headers(&t.id, &plan.id, &features, &limits),
+            id: t.id.clone(),
+            name: t.name.clone().unwrap_or_else(|| t.id.clone()),
+            plan,
+            status: t.status,
+            trial_ends_at,
+            features,
+            limits,
+        });
+        for domain in &t.domains {
+            let host = domain.trim_end_matches('.').to_ascii_lowercase();
+            if host.is_empty() || host.contains([':', '/', ' ']) {
+                fail(".domains", format!("{domain:?} is not a host name"));
+            } else if let Some(other) = by_domain.insert(host, tenant.clone()) {
+                fail(
+                    ".domains",
+                    format!("{domain:?} already belongs to {}", other.id),
+                );
+            }
+        }
+        if by_id.insert(t.id.clone(), tenant).is_some() {
+            fail(".id", "is used twice".into());
+        }
+    }
+    if errors.is_empty() {
+        Ok(Directory {
+            by_id,
+            by_domain,
+            plans,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// `x-tenant-id`, `x-tenant-plan`, `x-tenant-features` and one `x-tenant-limit-<name>` per
+/// resource limit. Names and values were validated, so every header is well-formed.
+fn tenant_headers(
+    id: &str,
+    plan: &str,
+    features: &BTreeSet<String>,
+    limits: &BTreeMap<String, u64>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    let mut push = |name: &str, value: &str| {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.push((n, v));
+        }
+    };
+    push("x-tenant-id", id);
+    push("x-tenant-plan", plan);
+    push(
+        "x-tenant-features",
+        &features.iter().cloned().collect::<Vec<_>>().join(","),
+    );
+    for (name, value) in limits {
+        push(
+            &format!("x-tenant-limit-{}", name.replace('_', "-")),
+            &value.to_string(),
+        );
+    }
+    headers
+}

@@ -1,0 +1,154 @@
+//! `plans.yaml`: what each plan sells: rate limits, calendar quotas, features and resource
+//! limits (the last are passed to the upstream in headers).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::units::Dur;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlansFile {
+    pub plans: BTreeMap<String, RawPlan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub quotas: BTreeMap<String, RawQuota>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub name: String,
+    pub limit: u64,
+    pub window: Dur,
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub limit: u64,
+    pub period: Period,
+}
+
+/// A calendar period in UTC.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Month,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub id: String,
+    pub description: String,
+    pub rate_limits: Vec<RateLimit>,
+    pub quotas: BTreeMap<String, Quota>,
+    pub features: BTreeSet<String>,
+    pub limits: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+pub struct RateLimit {
+    pub name: String,
+    pub limit: u64,
+    pub window: Duration,
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Quota {
+    pub limit: u64,
+    pub period: Period,
+}
+
+/// Identifiers of plans, features, limits and quota metrics: lower-case words.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Validates one plan; errors are `plans.<id>.<key>: message`.
+pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
+    let at = format!("plans.{id}");
+    if !valid_name(id) {
+        errors.push(format!(
+            "{at}: invalid plan id (lower-case letters, digits, '_' and '-')"
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let rate_limits = raw
+        .rate_limits
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = format!("{at}.rate_limits[{i}]");
+            if !names.insert(r.name.clone()) {
+                errors.push(format!("{key}.name: {:?} is used twice", r.name));
+            }
+            if r.limit == 0 || r.window.0.is_zero() {
+                errors.push(format!("{key}: limit and window must be greater than zero"));
+            }
+            if r.burst.is_some_and(|b| b == 0 || b > r.limit) {
+                errors.push(format!("{key}.burst: must be between 1 and the limit"));
+            }
+            RateLimit {
+                name: r.name,
+                limit: r.limit,
+                window: r.window.0,
+                burst: r.burst,
+            }
+        })
+        .collect();
+    let quotas = raw
+        .quotas
+        .into_iter()
+        .map(|(metric, q)| {
+            if !valid_name(&metric) {
+                errors.push(format!("{at}.quotas.{metric}: invalid metric name"));
+            }
+            (
+                metric,
+                Quota {
+                    limit: q.limit,
+                    period: q.period,
+                },
+            )
+        })
+        .collect();
+    for feature in &raw.features {
+        if !valid_name(feature) {
+            errors.push(format!("{at}.features: invalid feature name {feature:?}"));
+        }
+    }
+    for name in raw.limits.keys() {
+        if !valid_name(name) {
+            errors.push(format!("{at}.limits.{name}: invalid limit name"));
+        }
+    }
+    Plan {
+        id: id.to_string(),
+        description: raw.description.unwrap_or_default(),
+        rate_limits,
+        quotas,
+        features: raw.features.into_iter().collect(),
+        limits: raw.limits,
+    }
+}
