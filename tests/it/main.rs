@@ -11,5 +11,6 @@ mod lifecycle;
 mod limits;
 mod protocols;
 mod streaming;
+mod tenancy;
 mod tls;
 mod upgrade;

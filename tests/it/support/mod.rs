@@ -1,4 +1,5 @@
 pub mod client;
+pub mod fixture;
 pub mod tollgate;
 pub mod upstream;
 

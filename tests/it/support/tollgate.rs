@@ -21,6 +21,10 @@ pub struct Options {
     pub tls: Option<String>,
     /// Environment variables for the process.
     pub env: Vec<(&'static str, &'static str)>,
+    /// Files written beside the configuration before start (relative path, contents).
+    pub files: Vec<(String, String)>,
+    /// Top-level YAML appended to the configuration (`tenancy:`, `identity:` …).
+    pub extra: String,
 }
 
 pub struct Tollgate {
@@ -61,8 +65,14 @@ impl Tollgate {
             .as_deref()
             .map(|t| format!("  tls:\n{}", indent(t, 4)))
             .unwrap_or_default();
+        for (name, text) in &options.files {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
         let yaml = format!(
-            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n",
+            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n{extra}",
+            extra = options.extra,
             server = indent(&options.server, 2),
             limits = indent(&options.limits, 4),
             upstream = indent(&options.upstream, 2),
