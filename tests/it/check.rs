@@ -148,3 +148,59 @@ fn serve_refuses_to_start_on_a_broken_config() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("upstream.http2"), "{stderr}");
 }
+
+#[test]
+fn check_follows_the_config_into_tenants_plans_and_keys_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("plans.yaml", "plans:\n  basic:\n    features: [Bad Name]\n");
+    write(
+        "tenants.yaml",
+        "tenants:\n  - id: acme\n    plan: gold\n    status: active\n  - id: Not_A_Label\n    plan: basic\n    status: trial\n",
+    );
+    write(
+        "keys.yaml",
+        "keys:\n  - { id: k, tenant: acme, sha256: nothex }\n",
+    );
+    write(
+        "tollgate.yaml",
+        "upstream:\n  url: http://127.0.0.1:1\ntenancy:\n  tenants_file: tenants.yaml\n  plans_file: plans.yaml\nidentity:\n  api_keys: { file: keys.yaml }\n",
+    );
+    let (ok, output) = check(&[&dir.path().join("tollgate.yaml")]);
+    assert!(!ok);
+    assert!(
+        output.contains(
+            "plans.yaml: plans.basic.features: invalid feature name \"Bad Name\" (line 2)"
+        ),
+        "{output}"
+    );
+
+    write("plans.yaml", "plans:\n  basic: {}\n");
+    let (ok, output) = check(&[&dir.path().join("tollgate.yaml")]);
+    assert!(!ok);
+    assert!(
+        output.contains("tenants.yaml: tenants[0] (acme).plan: unknown plan \"gold\""),
+        "{output}"
+    );
+    assert!(output.contains("(line 2)"), "{output}");
+    assert!(
+        output.contains("tenants[1] (Not_A_Label).id: must be a DNS label"),
+        "{output}"
+    );
+    assert!(
+        output
+            .contains("tenants[1] (Not_A_Label).trial_ends_at: a trial tenant needs trial_ends_at"),
+        "{output}"
+    );
+
+    write(
+        "tenants.yaml",
+        "tenants:\n  - { id: acme, plan: basic, status: active }\n",
+    );
+    let (ok, output) = check(&[&dir.path().join("tollgate.yaml")]);
+    assert!(!ok);
+    assert!(
+        output.contains("keys.yaml: keys[0] (k): sha256 must be 64 hex digits"),
+        "{output}"
+    );
+}
