@@ -470,3 +470,52 @@ async fn the_token_command_mints_tokens_the_proxy_accepts_and_needs_a_signing_ke
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_file_provider_with_nested_claims_maps_roles_tenant_and_mfa() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let provider = "    - issuer: https://keycloak.test/realms/acme
+      jwks_file: keys/jwks.json
+      claims: { subject: preferred_username, tenant: org.id, roles: realm_access.roles, scopes: scp, mfa: amr }
+";
+    let mut options = fixture::options(&keys, false, "[subdomain, claim]", provider);
+    options.files.push((
+        "keys/jwks.json".to_string(),
+        json!({ "keys": [ec_jwk("kc", &key)] }).to_string(),
+    ));
+    let tollgate = Tollgate::start(upstream.addr, options);
+
+    let body = json!({
+        "iss": "https://keycloak.test/realms/acme", "exp": now() + 600,
+        "preferred_username": "frank", "org": { "id": "acme" },
+        "realm_access": { "roles": ["analyst"] }, "scp": ["agents:read"], "amr": ["pwd", "mfa"],
+    });
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+    header.kid = Some("kc".to_string());
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+    let token = bearer(&jsonwebtoken::encode(&header, &body, &encoding).unwrap());
+    let reply = get(
+        tollgate.addr,
+        "/x",
+        &[("host", "127.0.0.1"), ("authorization", &token)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.upstream_header("x-tenant-id").as_deref(),
+        Some("acme"),
+        "tenant from the nested claim"
+    );
+    assert_eq!(reply.upstream_header("x-user-id").as_deref(), Some("frank"));
+    assert_eq!(
+        reply.upstream_header("x-user-roles").as_deref(),
+        Some("analyst")
+    );
+    assert_eq!(
+        reply.upstream_header("x-user-scopes").as_deref(),
+        Some("agents:read")
+    );
+    assert_eq!(reply.upstream_header("x-user-mfa").as_deref(), Some("true"));
+}
