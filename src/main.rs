@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use tollgate::commands;
@@ -23,18 +23,25 @@ struct Cli {
     command: Command,
 }
 
+/// The main configuration file, for the commands that read one.
+#[derive(Args)]
+struct ConfigFile {
+    /// The main configuration file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "TOLLGATE_CONFIG",
+        default_value = "config/tollgate.yaml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
     Serve {
-        /// The main configuration file.
-        #[arg(
-            long,
-            short,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Validate configuration files; exit 0 when all are valid, 1 with every error otherwise.
     Check {
@@ -44,13 +51,8 @@ enum Command {
     },
     /// Mint a development JWT signed with a key from the configuration.
     Token {
-        #[arg(
-            long,
-            short,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         #[arg(long)]
         tenant: Option<String>,
         /// The subject (user id).
@@ -89,13 +91,8 @@ enum Command {
 enum KeysCommand {
     /// Create an API key: its hash goes into the keys file, the key is printed once.
     Create {
-        #[arg(
-            long,
-            short,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         #[arg(long)]
         tenant: String,
         /// A role; repeat for several.
@@ -125,7 +122,7 @@ fn main() -> ExitCode {
             scopes,
             ttl,
             mfa,
-        } => print(commands::load(&config).and_then(|snapshot| {
+        } => print(commands::load(&config.path).and_then(|snapshot| {
             let request = commands::TokenRequest {
                 tenant: tenant.as_deref(),
                 subject: &sub,
@@ -146,7 +143,7 @@ fn main() -> ExitCode {
                     name,
                     expires_in,
                 },
-        } => print(commands::load(&config).and_then(|snapshot| {
+        } => print(commands::load(&config.path).and_then(|snapshot| {
             let request = commands::KeyRequest {
                 tenant: &tenant,
                 name: name.as_deref(),
@@ -156,7 +153,7 @@ fn main() -> ExitCode {
             };
             commands::create_key(&snapshot, &request)
         })),
-        Command::Serve { config } => match Config::load(&config) {
+        Command::Serve { config } => match Config::load(&config.path) {
             Ok(config) => run(async move {
                 tollgate::logging::init(&config.log);
                 let server = Server::bind(config).await?;

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,9 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::support::fixture::{self, Keys, bearer, claims, now, sign};
+use crate::support::fixture::{self, Keys, bearer, claims, now, sign, sign_es256};
 use crate::support::tollgate::BIN;
-use crate::support::{Tollgate, Upstream, get};
+use crate::support::{Tollgate, Upstream, eventually, get};
 
 const HOST: (&str, &str) = ("host", "acme.app.test");
 
@@ -229,15 +228,6 @@ fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> (bool, Stri
     )
 }
 
-/// Polls until `check` holds; the deadline only keeps a broken test from hanging.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_created_used_expired_and_revoked_by_editing_the_file() {
     let (_upstream, tollgate, _keys) = start(false, "").await;
@@ -366,17 +356,13 @@ async fn jwks_keys_rotate_without_a_restart() {
         fixture::AUDIENCE
     );
     let (_upstream, tollgate, _keys) = start(false, &provider).await;
-    let token = |kid: &str, key: &rcgen::KeyPair| {
-        let mut body = claims("dana", "acme", &["user"]);
+    let token = |sub: &str, kid: &str, key: &rcgen::KeyPair| {
+        let mut body = claims(sub, "acme", &["user"]);
         body["iss"] = json!("https://idp.test");
-        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
-        header.kid = Some(kid.to_string());
-        let encoding =
-            jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
-        bearer(&jsonwebtoken::encode(&header, &body, &encoding).unwrap())
+        bearer(&sign_es256(key, kid, &body))
     };
-    let old = token("k1", &first);
-    let new = token("k2", &second);
+    let old = token("dana", "k1", &first);
+    let new = token("dana", "k2", &second);
     assert_eq!(status_with(&tollgate, &old).await.status, 200);
     status_with(&tollgate, &new)
         .await
@@ -392,13 +378,7 @@ async fn jwks_keys_rotate_without_a_restart() {
     })
     .await;
     // Verified tokens are cached for their lifetime; a new token of the retired key is refused.
-    let mut retired = claims("erin", "acme", &["user"]);
-    retired["iss"] = json!("https://idp.test");
-    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
-    header.kid = Some("k1".to_string());
-    let encoding =
-        jsonwebtoken::EncodingKey::from_ec_pem(first.serialize_pem().as_bytes()).unwrap();
-    let retired = bearer(&jsonwebtoken::encode(&header, &retired, &encoding).unwrap());
+    let retired = token("erin", "k1", &first);
     eventually("the retired key is refused", async || {
         get(addr, "/x", &[HOST, ("authorization", &retired)])
             .await
@@ -492,10 +472,7 @@ async fn a_jwks_file_provider_with_nested_claims_maps_roles_tenant_and_mfa() {
         "preferred_username": "frank", "org": { "id": "acme" },
         "realm_access": { "roles": ["analyst"] }, "scp": ["agents:read"], "amr": ["pwd", "mfa"],
     });
-    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
-    header.kid = Some("kc".to_string());
-    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
-    let token = bearer(&jsonwebtoken::encode(&header, &body, &encoding).unwrap());
+    let token = bearer(&sign_es256(&key, "kc", &body));
     let reply = get(
         tollgate.addr,
         "/x",

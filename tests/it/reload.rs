@@ -1,21 +1,9 @@
 //! Reloading tenants, plans and keys: a bad file never replaces a good state.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::fixture::{self, Keys, TENANTS};
-use crate::support::{Tollgate, Upstream, get};
-
-async fn wait_for(what: &str, tollgate: &Tollgate, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "never: {what}\n{}",
-            tollgate.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::{Tollgate, Upstream, eventually, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
@@ -32,7 +20,7 @@ async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
     // A tenant on a plan that does not exist: the whole file is refused.
     let broken = format!("{TENANTS}  - {{ id: wayne, plan: platinum, status: active }}\n");
     std::fs::write(&tenants, &broken).unwrap();
-    wait_for("the failed reload is counted", &tollgate, async || {
+    eventually("the failed reload is counted", async || {
         tollgate.metric("tollgate_config_reloads_total{result=\"error\"}") >= 1.0
     })
     .await;
@@ -55,11 +43,9 @@ async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
 
     // Not even YAML.
     std::fs::write(&tenants, "tenants: [ {").unwrap();
-    wait_for(
-        "the second failed reload is counted",
-        &tollgate,
-        async || tollgate.metric("tollgate_config_reloads_total{result=\"error\"}") >= 2.0,
-    )
+    eventually("the second failed reload is counted", async || {
+        tollgate.metric("tollgate_config_reloads_total{result=\"error\"}") >= 2.0
+    })
     .await;
     assert_eq!(get(tollgate.addr, "/x", &acme).await.status, 200);
 
@@ -70,7 +56,7 @@ async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
     )
     .unwrap();
     let addr = tollgate.addr;
-    wait_for("the new tenant is served", &tollgate, async || {
+    eventually("the new tenant is served", async || {
         get(addr, "/x", &[("host", "wayne.app.test")]).await.status == 200
     })
     .await;
@@ -103,7 +89,7 @@ async fn sighup_reloads_at_once() {
     );
     tollgate.signal(libc::SIGHUP);
     let addr = tollgate.addr;
-    wait_for("SIGHUP applied the change", &tollgate, async || {
+    eventually("SIGHUP applied the change", async || {
         get(addr, "/x", &[("host", "acme.app.test")]).await.status == 403
     })
     .await;

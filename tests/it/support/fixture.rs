@@ -127,6 +127,14 @@ pub fn sign(keys: &Keys, alg: Algorithm, kid: &str, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &keys.encoding(alg)).unwrap()
 }
 
+/// Signs with any P-256 key pair (a JWKS key that is not one of `Keys`).
+pub fn sign_es256(key: &rcgen::KeyPair, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+}
+
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }

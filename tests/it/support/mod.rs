@@ -6,3 +6,12 @@ pub mod upstream;
 pub use client::{collect, get, raw, send};
 pub use tollgate::{Options, Tollgate};
 pub use upstream::Upstream;
+
+/// Polls until `check` holds; the deadline only keeps a broken test from hanging.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
