@@ -33,8 +33,12 @@ for _ in $(seq 100); do
   curl -sf http://127.0.0.1:19090/readyz >/dev/null && break
   sleep 0.1
 done
-body=$(curl -sf http://127.0.0.1:18080/anything)
-for field in '"x-forwarded-for"' '"x-request-id"' '"path":"/anything"'; do
+# localhost is the demo tenant acme's custom domain.
+if ! body=$(curl -sS -H 'Host: localhost' http://127.0.0.1:18080/anything); then
+  echo "demo smoke test: the demo did not answer" >&2
+  exit 1
+fi
+for field in '"x-forwarded-for"' '"x-request-id"' '"path":"/anything"' '"x-tenant-id":"acme"'; do
   if [[ $body != *$field* ]]; then
     echo "demo smoke test: $field missing from: $body" >&2
     exit 1
