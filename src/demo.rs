@@ -15,18 +15,44 @@ use crate::server::Server;
 use crate::snapshot::Snapshot;
 
 /// The shipped example files, compiled in so the demo runs from anywhere.
-const FILES: [(&str, &str); 6] = [
-    ("tollgate.yaml", include_str!("../config/tollgate.yaml")),
-    ("tenants.yaml", include_str!("../config/tenants.yaml")),
-    ("plans.yaml", include_str!("../config/plans.yaml")),
-    ("api-keys.yaml", include_str!("../config/api-keys.yaml")),
+const FILES: [(&str, &str); 11] = [
     (
-        "keys/demo-es256.pem",
+        "config/tollgate.yaml",
+        include_str!("../config/tollgate.yaml"),
+    ),
+    (
+        "config/tenants.yaml",
+        include_str!("../config/tenants.yaml"),
+    ),
+    ("config/plans.yaml", include_str!("../config/plans.yaml")),
+    ("config/routes.yaml", include_str!("../config/routes.yaml")),
+    (
+        "config/api-keys.yaml",
+        include_str!("../config/api-keys.yaml"),
+    ),
+    (
+        "config/keys/demo-es256.pem",
         include_str!("../config/keys/demo-es256.pem"),
     ),
     (
-        "keys/demo-es256.pub.pem",
+        "config/keys/demo-es256.pub.pem",
         include_str!("../config/keys/demo-es256.pub.pem"),
+    ),
+    (
+        "policies/schema.cedarschema",
+        include_str!("../policies/schema.cedarschema"),
+    ),
+    (
+        "policies/roles.cedar",
+        include_str!("../policies/roles.cedar"),
+    ),
+    (
+        "policies/guards.cedar",
+        include_str!("../policies/guards.cedar"),
+    ),
+    (
+        "policies/tenants/acme/admin-network.cedar",
+        include_str!("../policies/tenants/acme/admin-network.cedar"),
     ),
 ];
 
@@ -48,7 +74,8 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
         }
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let mut config = Config::load(&dir.path().join("tollgate.yaml")).map_err(|e| e.to_string())?;
+    let mut config =
+        Config::load(&dir.path().join("config/tollgate.yaml")).map_err(|e| e.to_string())?;
     config.server.listen = addrs.listen;
     config.admin.listen = addrs.admin;
     config.upstream.scheme = http::uri::Scheme::HTTP;
@@ -140,7 +167,7 @@ fn banner(
         "Tollgate demo
   proxy     http://{proxy}   -> echo upstream http://{upstream}
   admin     http://{admin}   (/healthz /readyz /metrics)
-  config    {dir}   (edit tenants.yaml or plans.yaml: reloaded within 2s)
+  config    {dir}   (edit config/*.yaml or policies/*.cedar: reloaded within 2s)
 
 Tenants: acme (professional; also owns the domain localhost), globex (basic), initech (suspended),
 umbrella (trial ended), hooli (enterprise), soylent (pending)
@@ -148,17 +175,20 @@ umbrella (trial ended), hooli (enterprise), soylent (pending)
 Credentials, valid 24h:
 {exports}
 Try:
-  curl -s http://{proxy}/anything                                        # localhost is acme's domain
+  curl -s http://{proxy}/anything                                        # a public route; localhost is acme's domain
   curl -s -H 'Host: acme.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/api/v1/agents/7
-  curl -s -H 'Host: acme.localhost' -H 'X-Tenant-Id: globex' localhost:{port}/x    # spoofed: still acme
-  curl -s -H \"X-API-Key: $GLOBEX_KEY\" 127.0.0.1:{port}/t/globex/reports       # path prefix, API key
-  curl -s -H \"X-API-Key: $GLOBEX_KEY\" localhost:{port}/t/globex/reports       # 400: localhost is acme's
-  curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/x  # 403 tenant-mismatch
-  curl -si -H 'Host: initech.localhost' localhost:{port}/x                     # 403 tenant-suspended
-  curl -si -H 'Host: umbrella.localhost' localhost:{port}/x                    # 402 subscription-inactive
-  curl -si -H 'Authorization: Bearer nope' localhost:{port}/x                   # 401 invalid-credentials
-  curl -s --path-as-is 'http://{proxy}/public/../admin'                  # upstream sees /admin
-  curl -s http://{admin}/metrics | grep tollgate_http
+  curl -si -X DELETE -H 'Host: acme.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/api/v1/agents/7   # 403: viewers read
+  curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/analytics/usage  # 403: basic plan
+  curl -s -H 'Host: acme.localhost' -H \"Authorization: Bearer $BOB\" localhost:{port}/admin/users         # tenant_admin with mfa
+  curl -s -H 'Host: acme.localhost' -H 'X-Tenant-Id: globex' localhost:{port}/public/docs   # spoofed header: still acme
+  curl -s -H \"X-API-Key: $GLOBEX_KEY\" 127.0.0.1:{port}/t/globex/api/v1/agents     # path prefix, API key
+  curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $ALICE\" localhost:{port}/api/v1/agents  # 403 tenant-mismatch
+  curl -si -H 'Host: initech.localhost' localhost:{port}/public/x              # 403 tenant-suspended
+  curl -si -H 'Host: umbrella.localhost' localhost:{port}/public/x             # 402 subscription-inactive
+  curl -si localhost:{port}/api/v1/agents                                      # 401 unauthenticated
+  curl -si localhost:{port}/nowhere                                            # 403 no-route
+  curl -s --path-as-is 'http://{proxy}/public/../admin'                  # judged and forwarded as /admin: 401
+  curl -s http://{admin}/metrics | grep tollgate_
 
 Ctrl-C stops the demo.",
         dir = dir.display()

@@ -34,6 +34,10 @@ pub enum Problem {
     TenantPending,
     /// 403: the credentials belong to another tenant.
     TenantMismatch,
+    /// 403: the policies do not allow the request (or the decision failed, which denies).
+    Forbidden,
+    /// 403: no route matches and unmatched requests are denied.
+    NoRoute,
     /// 404: no known tenant matches the request.
     UnknownTenant,
     /// 413: the body is larger than `server.limits.max_body_bytes`.
@@ -56,9 +60,11 @@ impl Problem {
             }
             Problem::Unauthenticated | Problem::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Problem::SubscriptionInactive => StatusCode::PAYMENT_REQUIRED,
-            Problem::TenantSuspended | Problem::TenantPending | Problem::TenantMismatch => {
-                StatusCode::FORBIDDEN
-            }
+            Problem::TenantSuspended
+            | Problem::TenantPending
+            | Problem::TenantMismatch
+            | Problem::Forbidden
+            | Problem::NoRoute => StatusCode::FORBIDDEN,
             Problem::UnknownTenant => StatusCode::NOT_FOUND,
             Problem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -79,6 +85,8 @@ impl Problem {
             Problem::TenantSuspended => "tenant-suspended",
             Problem::TenantPending => "tenant-pending",
             Problem::TenantMismatch => "tenant-mismatch",
+            Problem::Forbidden => "forbidden",
+            Problem::NoRoute => "no-route",
             Problem::UnknownTenant => "unknown-tenant",
             Problem::PayloadTooLarge => "payload-too-large",
             Problem::HeadersTooLarge => "headers-too-large",
@@ -99,6 +107,8 @@ impl Problem {
             Problem::TenantSuspended => "Tenant suspended",
             Problem::TenantPending => "Tenant pending activation",
             Problem::TenantMismatch => "Credentials belong to another tenant",
+            Problem::Forbidden => "Forbidden",
+            Problem::NoRoute => "No route",
             Problem::UnknownTenant => "Unknown tenant",
             Problem::PayloadTooLarge => "Request body too large",
             Problem::HeadersTooLarge => "Request headers too large",

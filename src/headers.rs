@@ -162,6 +162,35 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
     }
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy, the rightmost address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (the leftmost entries are the client's to
+/// invent).
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let chain: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for entry in chain.iter().rev() {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !trusted(client) {
+                    break;
+                }
+            }
+            // An entry that is not an address ends what can be believed.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     // An IP address list is always a valid header value; the fallback is unreachable in practice.
     let value = HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("unknown"));
@@ -294,6 +323,17 @@ mod tests {
             "203.0.113.7, 10.0.0.2, 10.0.0.3"
         );
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn client_ip_believes_forwarded_for_only_through_trusted_proxies() {
+        let h = map(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")]);
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let peer: IpAddr = "10.0.0.3".parse().unwrap();
+        assert_eq!(client_ip(&h, peer, trusted).to_string(), "203.0.113.9");
+        let untrusted: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(&h, untrusted, trusted), untrusted);
+        assert_eq!(client_ip(&HeaderMap::new(), peer, trusted), peer);
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Reloads of tenants, plans and keys, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
+    /// Authorization decisions, by `decision` (`allow`, `deny`) and `shadow`.
+    pub decisions: IntCounterVec,
+    /// Decision cache lookups, by `result` (`hit`, `miss`).
+    pub decision_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -68,6 +72,22 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "tollgate_authz_decisions_total",
+                "Authorization decisions, by decision and whether the route is in shadow mode.",
+            ),
+            &["decision", "shadow"],
+        )?;
+        let decision_cache = IntCounterVec::new(
+            Opts::new(
+                "tollgate_decision_cache_requests_total",
+                "Decision cache lookups, by result (hit ratio = hit / (hit + miss)).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(decision_cache.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         Ok(Metrics {
@@ -78,6 +98,8 @@ impl Metrics {
             tls_reloads,
             open_connections,
             config_reloads,
+            decisions,
+            decision_cache,
         })
     }
 

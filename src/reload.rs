@@ -1,4 +1,4 @@
-//! Reloading tenants, plans, API keys and JWT keys: when a watched file changes, or on SIGHUP, a
+//! Reloading tenants, plans, API keys, JWT keys, routes and policies: when a watched file changes, or on SIGHUP, a
 //! new snapshot is built from the same main configuration. A snapshot that fails validation is
 //! refused whole; the old one keeps serving, every error is logged with its file and line, and
 //! `tollgate_config_reloads_total{result="error"}` counts it. Listener and upstream settings in
@@ -36,7 +36,8 @@ pub async fn run(shared: Arc<Shared>, config: Config, stop: CancellationToken) {
             _ = tick.tick() => false,
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
         };
-        if watch.changed() || asked {
+        let files = shared.snapshot.load().watched_files();
+        if watch.changed_set(files) || asked {
             reload(&shared, &config);
         }
     }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use http::HeaderName;
 
+use crate::authz::Authz;
+use crate::authz::policies::cedar_files;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::tenants::Directory;
@@ -18,6 +20,8 @@ pub struct Snapshot {
     pub config: Config,
     pub tenants: Option<Directory>,
     pub identity: Identity,
+    /// Routes and policies (with tenancy, when configured).
+    pub authz: Option<Authz>,
     /// Client headers removed before forwarding besides the built-in identity headers: the
     /// configured ones, the tenant header and the API key header.
     pub strip_headers: Vec<HeaderName>,
@@ -40,6 +44,10 @@ impl Snapshot {
                 })
                 .collect::<Vec<_>>()
         })?;
+        let authz = match (&config.authorization, &tenants) {
+            (Some(authorization), Some(directory)) => Some(Authz::load(authorization, directory)?),
+            _ => None,
+        };
         let mut strip_headers = config.identity.strip_headers.clone();
         strip_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));
         strip_headers.extend(config.identity.api_keys.as_ref().map(|k| k.header.clone()));
@@ -48,6 +56,7 @@ impl Snapshot {
             config,
             tenants,
             identity,
+            authz,
             strip_headers,
         })
     }
@@ -64,6 +73,19 @@ impl Snapshot {
             files.extend(provider.jwks_file.clone());
             for key in &provider.keys {
                 files.extend(key.public_key_file.clone());
+            }
+        }
+        if let Some(a) = &self.config.authorization {
+            files.push(a.routes_file.clone());
+            files.push(a.policies_dir.join("schema.cedarschema"));
+            files.extend(cedar_files(&a.policies_dir).unwrap_or_default());
+            if let Ok(dirs) = std::fs::read_dir(a.policies_dir.join("tenants")) {
+                let mut dirs: Vec<PathBuf> =
+                    dirs.filter_map(Result::ok).map(|e| e.path()).collect();
+                dirs.sort();
+                for dir in dirs {
+                    files.extend(cedar_files(&dir).unwrap_or_default());
+                }
             }
         }
         files

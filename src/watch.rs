@@ -16,6 +16,16 @@ impl FileWatch {
         FileWatch { paths, seen }
     }
 
+    /// Like [`FileWatch::changed`], for a set of files that may itself change (a policy file
+    /// added or removed counts as a change).
+    pub fn changed_set(&mut self, paths: Vec<PathBuf>) -> bool {
+        if paths != self.paths {
+            *self = FileWatch::new(paths);
+            return true;
+        }
+        self.changed()
+    }
+
     /// Re-reads every file; true if any differs from the last call.
     pub fn changed(&mut self) -> bool {
         let mut changed = false;

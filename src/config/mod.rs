@@ -17,7 +17,7 @@ use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-pub use raw::{LogFormat, TenantSource};
+pub use raw::{LogFormat, TenantSource, Unmatched};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]
@@ -32,6 +32,18 @@ pub struct Config {
     /// Tenant resolution; without it Tollgate is a plain proxy with no tenant stage.
     pub tenancy: Option<Tenancy>,
     pub identity: Identity,
+    /// Routes and Cedar policies; without it there are no route and authorize stages.
+    pub authorization: Option<Authorization>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub routes_file: PathBuf,
+    /// Holds `schema.cedarschema`, global `*.cedar` and `tenants/<id>/*.cedar`.
+    pub policies_dir: PathBuf,
+    pub unmatched: Unmatched,
+    /// Entries in the decision cache; 0 turns it off.
+    pub decision_cache: u64,
 }
 
 #[derive(Debug, Clone)]

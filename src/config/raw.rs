@@ -19,6 +19,24 @@ pub struct RawConfig {
     pub log: RawLog,
     pub tenancy: Option<RawTenancy>,
     pub identity: Option<RawIdentity>,
+    pub authorization: Option<RawAuthorization>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorization {
+    pub routes_file: String,
+    pub policies_dir: String,
+    pub unmatched: Option<Unmatched>,
+    pub decision_cache: Option<u64>,
+}
+
+/// What happens to a request that matches no route.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    Deny,
+    Allow,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,8 +13,8 @@ use super::raw::{
     TenantSource,
 };
 use super::{
-    Admin, ApiKeys, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider, Limits, Log,
-    Server, Tenancy, Tls, Upstream,
+    Admin, ApiKeys, Authorization, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider,
+    Limits, Log, Server, Tenancy, Tls, Upstream,
 };
 
 /// Collects errors as `key.path: message` lines.
@@ -148,6 +148,31 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             strip_headers: Vec::new(),
         },
     };
+    let authorization = raw.authorization.map(|a| {
+        let policies_dir = base.join(&a.policies_dir);
+        if !policies_dir.is_dir() {
+            errs.push(
+                "authorization.policies_dir",
+                format!(
+                    "directory {:?} not found (looked at {})",
+                    a.policies_dir,
+                    policies_dir.display()
+                ),
+            );
+        }
+        Authorization {
+            routes_file: errs.file("authorization.routes_file", base, &a.routes_file),
+            policies_dir,
+            unmatched: a.unmatched.unwrap_or(super::Unmatched::Deny),
+            decision_cache: a.decision_cache.unwrap_or(100_000),
+        }
+    });
+    if authorization.is_some() && tenancy.is_none() {
+        errs.push(
+            "authorization",
+            "needs a tenancy section: policies are evaluated per tenant",
+        );
+    }
     if !errs.0.is_empty() {
         return Err(errs.0);
     }
@@ -160,6 +185,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         log,
         tenancy,
         identity,
+        authorization,
     })
 }
 

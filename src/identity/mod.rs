@@ -69,17 +69,19 @@ impl Identity {
         })
     }
 
-    /// Authenticates the caller of a request.
+    /// Authenticates the caller of a request. `anonymous` says whether a request without
+    /// credentials passes (globally, or because its route allows it).
     pub async fn authenticate(
         &self,
         config: &config::Identity,
         headers: &HeaderMap,
         jwks: &JwksCache,
+        anonymous: bool,
     ) -> Result<Arc<Principal>, Refusal> {
         let credential = credential(config, headers)?;
         let now = SystemTime::now();
         match credential {
-            None if config.anonymous => Ok(self.anonymous.clone()),
+            None if anonymous => Ok(self.anonymous.clone()),
             None => Err(Refusal::new(
                 Problem::Unauthenticated,
                 "send a bearer token or an API key",

@@ -6,16 +6,20 @@ use http::HeaderMap;
 
 use crate::error::Refusal;
 use crate::identity::Principal;
-use crate::server::Shared;
+use crate::identity::jwks::JwksCache;
 use crate::snapshot::Snapshot;
 
+/// `route_anonymous`: the matched route lets callers without credentials through.
 pub async fn authenticate(
-    shared: &Shared,
+    jwks: &JwksCache,
     snapshot: &Snapshot,
     headers: &HeaderMap,
+    route_anonymous: bool,
 ) -> Result<Arc<Principal>, Refusal> {
+    let config = &snapshot.config.identity;
+    let anonymous = config.anonymous || route_anonymous;
     snapshot
         .identity
-        .authenticate(&snapshot.config.identity, headers, &shared.jwks)
+        .authenticate(config, headers, jwks, anonymous)
         .await
 }

@@ -1,13 +1,15 @@
 //! The request pipeline. [`handle`] reads top to bottom in request order; each stage either
 //! enriches the [`Context`] or ends the request with a [`Refusal`], which `error.rs` turns into a
-//! problem+json answer. Stages 2–7 (tenant, identity, route, authorize, rate limit, quota) slot
-//! in between normalize and forward.
+//! problem+json answer. [`decide`] is stages 1–5 without forwarding: the proxy, the
+//! `authorize` and `test` commands (and the authorizer mode) share it, so they cannot disagree.
 
 pub mod admission;
+mod authorize;
 mod forward;
 mod identity;
 pub mod normalize;
 mod record;
+mod route;
 pub mod tenant;
 
 use std::net::SocketAddr;
@@ -15,16 +17,21 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::authz::decide::Decision;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::identity::Principal;
+use crate::identity::jwks::JwksCache;
+use crate::metrics::Metrics;
 use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
 use crate::tenants::Tenant;
+
+use normalize::Target;
 
 /// A response body: streamed from the upstream, or one of Tollgate's own small answers.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -38,10 +45,33 @@ pub struct Context {
     /// Whether the client connection is TLS.
     pub tls: bool,
     pub started: Instant,
+    /// The stage running now; after a refusal, the stage that refused.
+    pub stage: &'static str,
     /// Set by the tenant stage when tenancy is configured.
     pub tenant: Option<Arc<Tenant>>,
     /// Set by the identity stage.
     pub principal: Option<Arc<Principal>>,
+    /// The matched route's id.
+    pub route: Option<String>,
+    /// The authorization decision, when a route was authorized.
+    pub decision: Option<Arc<Decision>>,
+}
+
+impl Context {
+    pub fn new(request_id: HeaderValue, peer: SocketAddr, peer_trusted: bool, tls: bool) -> Self {
+        Context {
+            request_id,
+            peer,
+            peer_trusted,
+            tls,
+            started: Instant::now(),
+            stage: "admission",
+            tenant: None,
+            principal: None,
+            route: None,
+            decision: None,
+        }
+    }
 }
 
 /// Serves one request from start to finish. Never fails: every refusal becomes an answer.
@@ -51,15 +81,12 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let snapshot = shared.snapshot.load_full();
-    let mut ctx = Context {
-        request_id: headers::request_id(request.headers()),
-        peer: conn.peer,
-        peer_trusted: snapshot.is_trusted_proxy(conn.peer.ip()),
-        tls: conn.tls,
-        started: Instant::now(),
-        tenant: None,
-        principal: None,
-    };
+    let mut ctx = Context::new(
+        headers::request_id(request.headers()),
+        conn.peer,
+        snapshot.is_trusted_proxy(conn.peer.ip()),
+        conn.tls,
+    );
     let method = request.method().clone();
     let mut response = match run(shared, &snapshot, &mut ctx, request).await {
         Ok(response) => response,
@@ -86,33 +113,114 @@ async fn run(
         )
     })?;
     admission::check(&snapshot.config.server.limits, request.headers())?;
+    // 1–5.
+    let input = Input {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        tenant: None,
+        principal: None,
+    };
+    let target = decide(&shared.jwks, &shared.metrics, snapshot, ctx, input).await?;
+    // 8. forward.
+    forward::forward(shared, snapshot, ctx, request, target).await
+}
+
+/// What [`decide`] looks at. `tenant` and `principal` replace what the tenant and identity
+/// stages would find (for `tollgate authorize --user` and policy tests).
+pub struct Input<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub tenant: Option<Arc<Tenant>>,
+    pub principal: Option<Arc<Principal>>,
+}
+
+/// Stages 1–5: normalize, tenant, route, identity, authorize. Returns the canonical target the
+/// upstream must receive; `ctx` records the tenant, principal, route, decision and the stage.
+pub async fn decide(
+    jwks: &JwksCache,
+    metrics: &Metrics,
+    snapshot: &Snapshot,
+    ctx: &mut Context,
+    input: Input<'_>,
+) -> Result<Target, Refusal> {
     // 1. normalize: the one canonical target every later stage and the upstream see.
-    let mut target = normalize::target(request.uri(), request.headers())?;
+    ctx.stage = "normalize";
+    let mut target = normalize::target(input.uri, input.headers)?;
+
     // 2. tenant, from what the request itself says; its standing is checked before identity.
+    ctx.stage = "tenant";
     let tenancy = snapshot
         .config
         .tenancy
         .as_ref()
         .zip(snapshot.tenants.as_ref());
-    let resolved = match tenancy {
-        Some((config, directory)) => {
-            let resolved = tenant::resolve(config, directory, &mut target, request.headers())?;
-            if let Some(r) = &resolved {
-                r.tenant.standing(SystemTime::now())?;
-            }
-            resolved
+    let resolved = match (input.tenant, tenancy) {
+        (Some(forced), _) => Some(forced),
+        (None, Some((config, directory))) => {
+            tenant::resolve(config, directory, &mut target, input.headers)?
         }
+        (None, None) => None,
+    };
+    if let Some(tenant) = &resolved {
+        tenant.standing(SystemTime::now())?;
+    }
+
+    // 3. route: the action and resource, from the canonical path.
+    ctx.stage = "route";
+    let authorization = snapshot
+        .config
+        .authorization
+        .as_ref()
+        .zip(snapshot.authz.as_ref());
+    let route = match authorization {
+        Some((config, authz)) => route::find(
+            authz,
+            config.unmatched,
+            input.method,
+            target.path_and_query.path(),
+        )?,
         None => None,
     };
-    // 3. identity, then the tenant from a token claim and the credentials-tenant check.
-    let principal = identity::authenticate(shared, snapshot, request.headers()).await?;
+    ctx.route = route.as_ref().map(|r| r.route.id.clone());
+
+    // 4. identity, then the tenant from a token claim and the credentials-tenant check.
+    ctx.stage = "identity";
+    let principal = match input.principal {
+        Some(forced) => forced,
+        None => {
+            let anonymous_route = route.as_ref().is_some_and(|r| r.route.anonymous);
+            identity::authenticate(jwks, snapshot, input.headers, anonymous_route).await?
+        }
+    };
+    ctx.principal = Some(principal.clone());
+    ctx.stage = "tenant";
     if let Some((config, directory)) = tenancy {
         let operators = &snapshot.config.identity.operator_roles;
         ctx.tenant = Some(tenant::settle(
             config, directory, resolved, &principal, operators,
         )?);
     }
-    ctx.principal = Some(principal);
-    // 8. forward.
-    forward::forward(shared, snapshot, ctx, request, target).await
+
+    // 5. authorize: the tenant's Cedar policies decide.
+    if let (Some((_, authz)), Some(found), Some(tenant)) = (authorization, &route, &ctx.tenant) {
+        ctx.stage = "authorize";
+        let client_ip = headers::client_ip(input.headers, ctx.peer.ip(), |ip| {
+            snapshot.is_trusted_proxy(ip)
+        });
+        let request = authorize::Request {
+            tenant,
+            principal: &principal,
+            route: found,
+            client_ip,
+            method: input.method,
+            path: target.path_and_query.path(),
+        };
+        let (decision, result) = authorize::authorize(authz, metrics, &request);
+        ctx.decision = Some(decision);
+        result?;
+    }
+    ctx.stage = "forward";
+    Ok(target)
 }

@@ -19,10 +19,10 @@ use crate::tenants::{Directory, Tenant};
 
 use super::normalize::Target;
 
-/// A tenant named by the request itself.
-pub struct Resolved {
-    pub tenant: Arc<Tenant>,
-    pub source: TenantSource,
+/// A tenant named by the request itself, and by which source.
+struct Resolved {
+    tenant: Arc<Tenant>,
+    source: TenantSource,
 }
 
 fn unknown(source: TenantSource) -> Refusal {
@@ -43,7 +43,7 @@ pub fn resolve(
     directory: &Directory,
     target: &mut Target,
     headers: &HeaderMap,
-) -> Result<Option<Resolved>, Refusal> {
+) -> Result<Option<Arc<Tenant>>, Refusal> {
     let host = target
         .host
         .as_ref()
@@ -115,7 +115,7 @@ pub fn resolve(
         target.path_and_query = PathAndQuery::try_from(with_query)
             .map_err(|_| Refusal::new(Problem::AmbiguousPath, "the path could not be rewritten"))?;
     }
-    Ok(found)
+    Ok(found.map(|r| r.tenant))
 }
 
 fn name(source: TenantSource) -> &'static str {
@@ -133,12 +133,12 @@ fn name(source: TenantSource) -> &'static str {
 pub fn settle(
     tenancy: &Tenancy,
     directory: &Directory,
-    resolved: Option<Resolved>,
+    resolved: Option<Arc<Tenant>>,
     principal: &Principal,
     operator_roles: &[String],
 ) -> Result<Arc<Tenant>, Refusal> {
     let tenant = match resolved {
-        Some(resolved) => resolved.tenant,
+        Some(tenant) => tenant,
         None => {
             let claimed = principal
                 .tenant

@@ -1,0 +1,152 @@
+//! Authorization: the route table and the Cedar policy sets of one snapshot, with a decision cache
+//! that belongs to the snapshot (a reload never serves an old decision) and is keyed by every
+//! input of a decision (a changed role, address or hour is a different entry).
+
+pub mod decide;
+pub mod policies;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{Entity, EntityTypeName};
+
+use crate::config::Authorization;
+use crate::tenants::Directory;
+
+use decide::{Decision, Inputs, Types};
+use policies::PolicyStore;
+use routes::Routes;
+
+pub struct Authz {
+    pub routes: Routes,
+    pub policies: PolicyStore,
+    types: Types,
+    tenants: HashMap<String, Entity>,
+    actions: Vec<Entity>,
+    cache: Option<moka::sync::Cache<String, Arc<Decision>>>,
+}
+
+fn type_name(name: &str) -> Result<EntityTypeName, String> {
+    EntityTypeName::from_str(name).map_err(|e| format!("entity type {name:?}: {e}"))
+}
+
+impl Authz {
+    pub fn load(config: &Authorization, directory: &Directory) -> Result<Authz, Vec<String>> {
+        let routes = Routes::load(&config.routes_file);
+        let policies = PolicyStore::load(&config.policies_dir, |id| directory.get(id).is_some());
+        let (routes, policies) = match (routes, policies) {
+            (Ok(r), Ok(p)) => (r, p),
+            (r, p) => {
+                let mut errors = r.err().unwrap_or_default();
+                errors.extend(p.err().unwrap_or_default());
+                return Err(errors);
+            }
+        };
+        let schema = &policies.schema;
+        let mut errors = Vec::new();
+        let known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();
+        let known_actions: Vec<String> = schema
+            .actions()
+            .map(|a| a.id().unescaped().to_string())
+            .collect();
+        let file = config.routes_file.display();
+        let mut resources = HashMap::new();
+        for route in routes.all() {
+            if !known_actions.contains(&route.action) {
+                errors.push(format!(
+                    "{file}: route {:?}: action {:?} is not in the schema (known: {})",
+                    route.id,
+                    route.action,
+                    known_actions.join(", ")
+                ));
+            }
+            if !known_types.contains(&route.resource_type) {
+                errors.push(format!(
+                    "{file}: route {:?}: resource type {:?} is not in the schema",
+                    route.id, route.resource_type
+                ));
+            } else if let Ok(name) = type_name(&route.resource_type) {
+                resources.insert(route.resource_type.clone(), name);
+            }
+        }
+        for required in ["User", "ApiKey", "Anonymous", "Role", "Tenant"] {
+            if !known_types.iter().any(|t| t == required) {
+                errors.push(format!(
+                    "{}: the schema must declare entity type {required}",
+                    config.policies_dir.display()
+                ));
+            }
+        }
+        let types = Types {
+            user: type_name("User").map_err(|e| vec![e])?,
+            api_key: type_name("ApiKey").map_err(|e| vec![e])?,
+            anonymous: type_name("Anonymous").map_err(|e| vec![e])?,
+            role: type_name("Role").map_err(|e| vec![e])?,
+            tenant: type_name("Tenant").map_err(|e| vec![e])?,
+            action: type_name("Action").map_err(|e| vec![e])?,
+            resources,
+        };
+        let mut tenants = HashMap::new();
+        for tenant in directory.tenants() {
+            match decide::tenant_entity(&types, tenant) {
+                Ok(entity) => {
+                    tenants.insert(tenant.id.clone(), entity);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let actions = match schema.action_entities() {
+            Ok(entities) => entities.iter().cloned().collect(),
+            Err(e) => {
+                errors.push(format!("schema actions: {e}"));
+                Vec::new()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let cache = (config.decision_cache > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(config.decision_cache)
+                .build()
+        });
+        Ok(Authz {
+            routes,
+            policies,
+            types,
+            tenants,
+            actions,
+            cache,
+        })
+    }
+
+    /// Decides a request; the flag says whether the decision came from the cache.
+    pub fn decide(&self, inputs: &Inputs<'_>) -> (Arc<Decision>, bool) {
+        let key = self.cache.as_ref().map(|_| inputs.cache_key());
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(hit) = cache.get(key)
+        {
+            return (hit, true);
+        }
+        let decision = match self.tenants.get(&inputs.tenant.id) {
+            Some(tenant) => Arc::new(decide::evaluate(
+                &self.types,
+                tenant,
+                &self.actions,
+                self.policies.set_for(&inputs.tenant.id),
+                inputs,
+            )),
+            None => Arc::new(Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec![format!("tenant {} has no entity", inputs.tenant.id)],
+            }),
+        };
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, decision.clone());
+        }
+        (decision, false)
+    }
+}
