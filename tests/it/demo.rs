@@ -148,15 +148,15 @@ async fn the_demo_resolves_tenants_and_callers_as_its_banner_says() {
         Some("jwt")
     );
 
-    get(demo.addr, "/x", &[("host", "initech.localhost")])
+    get(demo.addr, "/public/x", &[("host", "initech.localhost")])
         .await
         .assert_problem(403, "tenant-suspended");
-    get(demo.addr, "/x", &[("host", "umbrella.localhost")])
+    get(demo.addr, "/public/x", &[("host", "umbrella.localhost")])
         .await
         .assert_problem(402, "subscription-inactive");
     get(
         demo.addr,
-        "/x",
+        "/api/v1/agents",
         &[("host", "globex.localhost"), ("authorization", &alice)],
     )
     .await
@@ -165,12 +165,12 @@ async fn the_demo_resolves_tenants_and_callers_as_its_banner_says() {
     let key = &demo.credentials["GLOBEX_KEY"];
     let reply = get(
         demo.addr,
-        "/t/globex/reports",
+        "/t/globex/api/v1/agents",
         &[("host", "127.0.0.1"), ("x-api-key", key)],
     )
     .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.json()["path"], "/reports");
+    assert_eq!(reply.json()["path"], "/api/v1/agents");
     assert_eq!(
         reply.upstream_header("x-tenant-id").as_deref(),
         Some("globex")
