@@ -23,8 +23,12 @@ fi
 
 cargo test --locked "$@"
 
-# The README's demo, exercised the way a reader runs it: start it, curl it, stop it.
 cargo build --locked --quiet
+
+# The shipped policy test cases (policies/tests/).
+./target/debug/tollgate test --config config/tollgate.yaml
+
+# The README's demo, exercised the way a reader runs it: start it, curl it, stop it.
 ./target/debug/tollgate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 \
   --upstream-listen 127.0.0.1:18081 >/dev/null 2>&1 &
 demo=$!
@@ -47,4 +51,4 @@ done
 kill -TERM $demo
 wait $demo
 trap - EXIT
-echo "demo smoke test: 1 passed, 0 failed"
+echo "smoke: 1 passed, 0 failed"

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod echo;
 pub mod error;
+pub mod explain;
 pub mod headers;
 pub mod identity;
 pub mod logging;

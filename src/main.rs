@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use tollgate::commands;
 use tollgate::config::Config;
 use tollgate::demo::{self, DemoAddrs};
 use tollgate::server::Server;
+use tollgate::{commands, explain};
 
 #[derive(Parser)]
 #[command(
@@ -28,12 +28,13 @@ struct Cli {
 struct ConfigFile {
     /// The main configuration file.
     #[arg(
+        id = "config",
         long = "config",
         short = 'c',
         env = "TOLLGATE_CONFIG",
         default_value = "config/tollgate.yaml"
     )]
-    path: PathBuf,
+    file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +72,47 @@ enum Command {
         #[arg(long)]
         mfa: bool,
     },
+    /// Run the decision pipeline for one request without forwarding it, and explain the decision.
+    Authorize {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[arg(long)]
+        tenant: String,
+        /// Authenticate with this token (as `Authorization: Bearer`).
+        #[arg(long, conflicts_with = "user")]
+        token: Option<String>,
+        /// Decide for this user instead of authenticating a token.
+        #[arg(long)]
+        user: Option<String>,
+        /// Comma-separated roles of --user.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Comma-separated scopes of --user.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// --user authenticated with multi-factor authentication.
+        #[arg(long)]
+        mfa: bool,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        /// A request header, `Name: value`; repeat for several.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The client address the policies see.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Run policy test cases (YAML); exit 1 if any fails.
+    Test {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Directory of test files (default: the policies directory's tests/).
+        dir: Option<PathBuf>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -85,6 +127,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         upstream_listen: SocketAddr,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -122,7 +170,7 @@ fn main() -> ExitCode {
             scopes,
             ttl,
             mfa,
-        } => print(commands::load(&config.path).and_then(|snapshot| {
+        } => print(commands::load(&config.file).and_then(|snapshot| {
             let request = commands::TokenRequest {
                 tenant: tenant.as_deref(),
                 subject: &sub,
@@ -133,6 +181,78 @@ fn main() -> ExitCode {
             };
             commands::token(&snapshot, &request)
         })),
+        Command::Authorize {
+            config,
+            tenant,
+            token,
+            user,
+            roles,
+            scopes,
+            mfa,
+            method,
+            path,
+            headers,
+            ip,
+            format,
+        } => {
+            let snapshot = match commands::load(&config.file) {
+                Ok(snapshot) => snapshot,
+                Err(e) => return fail(&e),
+            };
+            let mut pairs: Vec<(String, String)> = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map_or((h.clone(), String::new()), |(k, v)| (k.into(), v.into()))
+                })
+                .collect();
+            if let Some(token) = token {
+                pairs.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            let spec = user.map(|id| explain::PrincipalSpec {
+                id,
+                roles,
+                scopes,
+                mfa,
+                ..Default::default()
+            });
+            let ask = explain::Ask {
+                tenant: &tenant,
+                principal: spec.as_ref(),
+                method: &method,
+                path: &path,
+                headers: &pairs,
+                client_ip: ip,
+            };
+            run(async {
+                let outcome = explain::explain(&snapshot, &ask).await?;
+                match format {
+                    Format::Text => print!("{}", outcome.text()),
+                    Format::Json => println!("{}", outcome.json()),
+                }
+                if outcome.allowed {
+                    Ok(())
+                } else {
+                    Err(String::new())
+                }
+            })
+        }
+        Command::Test { config, dir } => {
+            let snapshot = match commands::load(&config.file) {
+                Ok(snapshot) => snapshot,
+                Err(e) => return fail(&e),
+            };
+            let dir = match (dir, &snapshot.config.authorization) {
+                (Some(dir), _) => dir,
+                (None, Some(a)) => a.policies_dir.join("tests"),
+                (None, None) => return fail("the configuration has no authorization section"),
+            };
+            run(async {
+                let (report, passed) = explain::run_tests(&snapshot, &dir).await?;
+                print!("{report}");
+                if passed { Ok(()) } else { Err(String::new()) }
+            })
+        }
         Command::Keys {
             command:
                 KeysCommand::Create {
@@ -143,7 +263,7 @@ fn main() -> ExitCode {
                     name,
                     expires_in,
                 },
-        } => print(commands::load(&config.path).and_then(|snapshot| {
+        } => print(commands::load(&config.file).and_then(|snapshot| {
             let request = commands::KeyRequest {
                 tenant: &tenant,
                 name: name.as_deref(),
@@ -153,7 +273,7 @@ fn main() -> ExitCode {
             };
             commands::create_key(&snapshot, &request)
         })),
-        Command::Serve { config } => match Config::load(&config.path) {
+        Command::Serve { config } => match Config::load(&config.file) {
             Ok(config) => run(async move {
                 tollgate::logging::init(&config.log);
                 let server = Server::bind(config).await?;
@@ -205,8 +325,11 @@ fn run(main: impl Future<Output = Result<(), String>>) -> ExitCode {
     }
 }
 
+/// Exit 1; an empty message means the output already said why (a deny, a failed test).
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    if !message.is_empty() {
+        eprintln!("error: {message}");
+    }
     ExitCode::FAILURE
 }
 
@@ -230,4 +353,14 @@ fn shutdown_signal() -> CancellationToken {
         fire.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

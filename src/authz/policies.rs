@@ -44,12 +44,17 @@ pub fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// Where policies come from: `file:line` of each policy's `@id`, and each file's text (to place
+/// validation errors on their own line).
+#[derive(Default)]
+struct Sources {
+    locations: HashMap<String, String>,
+    /// Policy id → (file, its text).
+    texts: HashMap<String, (String, Arc<str>)>,
+}
+
 /// Parses one file into policies renamed to their `@id`, recording each one's location.
-fn load_file(
-    path: &Path,
-    locations: &mut HashMap<String, String>,
-    errors: &mut Vec<String>,
-) -> Vec<Policy> {
+fn load_file(path: &Path, sources: &mut Sources, errors: &mut Vec<String>) -> Vec<Policy> {
     let file = path.display();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -73,6 +78,7 @@ fn load_file(
             "{file}: policy templates are not supported; write static policies"
         ));
     }
+    let shared: Arc<str> = Arc::from(text.as_str());
     let mut policies = Vec::new();
     for policy in set.policies() {
         let Some(id) = policy.annotation("id") else {
@@ -86,11 +92,14 @@ fn load_file(
             .find(&needle)
             .map_or(1, |offset| line_at(&text, offset + 1));
         let location = format!("{file}:{line}");
-        if let Some(previous) = locations.insert(id.to_string(), location.clone()) {
+        if let Some(previous) = sources.locations.insert(id.to_string(), location.clone()) {
             errors.push(format!(
                 "{location}: policy id {id:?} is already used at {previous}"
             ));
         }
+        sources
+            .texts
+            .insert(id.to_string(), (file.to_string(), shared.clone()));
         policies.push(policy.new_id(PolicyId::new(id)));
     }
     policies
@@ -115,10 +124,10 @@ impl PolicyStore {
             }
         };
 
-        let mut locations = HashMap::new();
+        let mut sources = Sources::default();
         let mut global = Vec::new();
         for file in cedar_files(dir).map_err(|e| vec![e])? {
-            global.extend(load_file(&file, &mut locations, &mut errors));
+            global.extend(load_file(&file, &mut sources, &mut errors));
         }
         let mut tenant_policies: Vec<(String, Vec<Policy>)> = Vec::new();
         let tenants_dir = dir.join("tenants");
@@ -146,7 +155,7 @@ impl PolicyStore {
                 // Tenant policy ids share the namespace of the global ones: an id names one policy.
                 let mut own = Vec::new();
                 for file in cedar_files(&tenant_dir).map_err(|e| vec![e])? {
-                    own.extend(load_file(&file, &mut locations, &mut errors));
+                    own.extend(load_file(&file, &mut sources, &mut errors));
                 }
                 tenant_policies.push((tenant, own));
             }
@@ -167,10 +176,14 @@ impl PolicyStore {
             let result = validator.validate(&set, ValidationMode::Strict);
             for error in result.validation_errors() {
                 let id = error.policy_id().to_string();
-                let at = locations
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_else(|| dir.display().to_string());
+                // The error's own line when its span is known, else the policy's.
+                let at = match sources.texts.get(&id) {
+                    Some((file, text)) => match error_line(text, error) {
+                        Some(line) => format!("{file}:{line}"),
+                        None => sources.locations[&id].clone(),
+                    },
+                    None => dir.display().to_string(),
+                };
                 let message = format!("{at}: policy {id:?}: {error}");
                 // A global policy's error shows in every tenant's set; report it once.
                 if !errors.contains(&message) {
@@ -193,7 +206,7 @@ impl PolicyStore {
                 schema,
                 global,
                 per_tenant,
-                locations,
+                locations: sources.locations,
             }),
             _ => Err(errors),
         }

@@ -65,7 +65,7 @@ impl Errors {
     }
 
     fn file(&mut self, key: &str, base: &Path, value: &str) -> PathBuf {
-        let path = base.join(value);
+        let path = tidy(&base.join(value));
         if !path.is_file() {
             self.push(
                 key,
@@ -73,6 +73,29 @@ impl Errors {
             );
         }
         path
+    }
+}
+
+/// Resolves `..` lexically (`config/../policies` → `policies`) so that messages show the path an
+/// operator would write.
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
     }
 }
 
@@ -149,7 +172,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         },
     };
     let authorization = raw.authorization.map(|a| {
-        let policies_dir = base.join(&a.policies_dir);
+        let policies_dir = tidy(&base.join(&a.policies_dir));
         if !policies_dir.is_dir() {
             errs.push(
                 "authorization.policies_dir",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authz;
 mod check;
 mod demo;
 mod errors;

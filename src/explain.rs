@@ -1,0 +1,316 @@
+//! `tollgate authorize` and `tollgate test`: the real decision pipeline ([`pipeline::decide`]) run
+//! without forwarding, explained for the people who write policies.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::yaml;
+use crate::identity::jwks::JwksCache;
+use crate::identity::{AuthMethod, Principal};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Context, Input};
+use crate::snapshot::Snapshot;
+
+/// A principal described rather than authenticated.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSpec {
+    pub id: String,
+    #[serde(default)]
+    pub kind: Kind,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub mfa: bool,
+    /// The tenant the credentials belong to; the request's tenant when absent.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    User,
+    ApiKey,
+    Anonymous,
+}
+
+/// One request to decide.
+pub struct Ask<'a> {
+    pub tenant: &'a str,
+    /// Either a principal described here, or credentials in `headers` (a token).
+    pub principal: Option<&'a PrincipalSpec>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+    pub client_ip: IpAddr,
+}
+
+/// The decision and why.
+#[derive(Debug)]
+pub struct Explanation {
+    pub allowed: bool,
+    pub status: u16,
+    pub problem: Option<&'static str>,
+    pub stage: &'static str,
+    pub route: Option<String>,
+    pub principal: Option<String>,
+    /// Determining policies with their `file:line`.
+    pub policies: Vec<(String, String)>,
+    pub errors: Vec<String>,
+}
+
+pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, String> {
+    let directory = snapshot
+        .tenants
+        .as_ref()
+        .ok_or("the configuration has no tenancy section")?;
+    let tenant = directory
+        .get(ask.tenant)
+        .cloned()
+        .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
+    let method = Method::from_bytes(ask.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {:?}", ask.method))?;
+    let uri: Uri = ask
+        .path
+        .parse()
+        .map_err(|e| format!("invalid path {:?}: {e}", ask.path))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in ask.headers {
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("invalid header value {value:?}"))?;
+        headers.append(name, value);
+    }
+    let principal = ask.principal.map(|p| {
+        let method = match p.kind {
+            Kind::User => AuthMethod::Jwt,
+            Kind::ApiKey => AuthMethod::ApiKey,
+            Kind::Anonymous => AuthMethod::Anonymous,
+        };
+        let own = (p.kind != Kind::Anonymous)
+            .then(|| p.tenant.clone().unwrap_or_else(|| ask.tenant.to_string()));
+        Arc::new(Principal::new(
+            p.id.clone(),
+            method,
+            own,
+            p.roles.clone(),
+            p.scopes.clone(),
+            p.mfa,
+            None,
+        ))
+    });
+    let peer = SocketAddr::new(ask.client_ip, 0);
+    let mut ctx = Context::new(
+        HeaderValue::from_static("cli"),
+        peer,
+        snapshot.is_trusted_proxy(peer.ip()),
+        false,
+    );
+    let input = Input {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        tenant: Some(tenant),
+        principal,
+    };
+    let metrics = Metrics::new().map_err(|e| e.to_string())?;
+    let result = pipeline::decide(&JwksCache::new(), &metrics, snapshot, &mut ctx, input).await;
+    let decision = ctx.decision.clone();
+    let locate = |id: &String| {
+        let at = snapshot
+            .authz
+            .as_ref()
+            .and_then(|a| a.policies.location(id))
+            .unwrap_or("?");
+        (id.clone(), at.to_string())
+    };
+    let (status, problem) = match &result {
+        Ok(_) => (200, None),
+        Err(refusal) => (
+            refusal.problem.status().as_u16(),
+            Some(refusal.problem.slug()),
+        ),
+    };
+    Ok(Explanation {
+        allowed: result.is_ok(),
+        status,
+        problem,
+        stage: ctx.stage,
+        route: ctx.route.clone(),
+        principal: ctx
+            .principal
+            .as_ref()
+            .map(|p| format!("{} ({})", p.id, p.method.as_str())),
+        policies: decision
+            .as_ref()
+            .map(|d| d.policies.iter().map(locate).collect())
+            .unwrap_or_default(),
+        errors: decision.map(|d| d.errors.clone()).unwrap_or_default(),
+    })
+}
+
+impl Explanation {
+    pub fn text(&self) -> String {
+        let verdict = if self.allowed { "ALLOW" } else { "DENY" };
+        let problem = self.problem.map(|p| format!(" {p}")).unwrap_or_default();
+        let mut out = format!(
+            "decision:  {verdict} ({}{problem})\nstage:     {}\n",
+            self.status, self.stage
+        );
+        out.push_str(&format!(
+            "route:     {}\n",
+            self.route.as_deref().unwrap_or("-")
+        ));
+        out.push_str(&format!(
+            "principal: {}\n",
+            self.principal.as_deref().unwrap_or("-")
+        ));
+        if self.policies.is_empty() {
+            let why = if self.stage == "authorize" && !self.allowed {
+                " (no policy permits: default deny)"
+            } else {
+                ""
+            };
+            out.push_str(&format!("policies:  -{why}\n"));
+        }
+        for (id, at) in &self.policies {
+            out.push_str(&format!("policy:    {id}  {at}\n"));
+        }
+        for error in &self.errors {
+            out.push_str(&format!("error:     {error}\n"));
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "decision": if self.allowed { "allow" } else { "deny" },
+            "status": self.status,
+            "problem": self.problem,
+            "stage": self.stage,
+            "route": self.route,
+            "principal": self.principal,
+            "policies": self.policies.iter().map(|(id, at)| json!({"id": id, "location": at})).collect::<Vec<_>>(),
+            "errors": self.errors,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    cases: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestCase {
+    name: String,
+    tenant: String,
+    principal: PrincipalSpec,
+    /// `METHOD /path`.
+    request: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    ip: Option<IpAddr>,
+    expect: Expect,
+    /// The determining policy ids, when the case pins them.
+    policies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+/// Runs every `*.yaml` test file in `dir`. Returns the report and whether every case passed.
+pub async fn run_tests(snapshot: &Snapshot, dir: &Path) -> Result<(String, bool), String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{}: no test files (*.yaml)", dir.display()));
+    }
+    let (mut report, mut passed, mut failed) = (String::new(), 0, 0);
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let tests: TestFile = yaml::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        for case in &tests.cases {
+            let (method, path) = case.request.split_once(' ').ok_or_else(|| {
+                format!(
+                    "{}: case {:?}: request must be `METHOD /path`",
+                    file.display(),
+                    case.name
+                )
+            })?;
+            let ask = Ask {
+                tenant: &case.tenant,
+                principal: Some(&case.principal),
+                method,
+                path: path.trim(),
+                headers: &case.headers,
+                client_ip: case.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            };
+            let outcome = explain(snapshot, &ask)
+                .await
+                .map_err(|e| format!("{}: case {:?}: {e}", file.display(), case.name))?;
+            let got = if outcome.allowed {
+                Expect::Allow
+            } else {
+                Expect::Deny
+            };
+            let ids: Vec<&str> = outcome.policies.iter().map(|(id, _)| id.as_str()).collect();
+            let mut problems = Vec::new();
+            if got != case.expect {
+                problems.push(format!(
+                    "expected {:?}, got {got:?} at stage {}",
+                    case.expect, outcome.stage
+                ));
+            }
+            if let Some(expected) = &case.policies {
+                let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+                let mut have = ids.clone();
+                want.sort_unstable();
+                have.sort_unstable();
+                if want != have {
+                    problems.push(format!("expected policies {want:?}, got {have:?}"));
+                }
+            }
+            let by = if ids.is_empty() {
+                outcome.stage.to_string()
+            } else {
+                ids.join(", ")
+            };
+            if problems.is_empty() {
+                passed += 1;
+                report.push_str(&format!("PASS  {}  ({got:?} by {by})\n", case.name));
+            } else {
+                failed += 1;
+                report.push_str(&format!(
+                    "FAIL  {}  ({})  {}\n",
+                    case.name,
+                    problems.join("; "),
+                    file.display()
+                ));
+            }
+        }
+    }
+    report.push_str(&format!("policies: {passed} passed, {failed} failed\n"));
+    Ok((report, failed == 0))
+}
