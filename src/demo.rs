@@ -144,8 +144,8 @@ fn credentials(config: &Config) -> Result<Vec<(&'static str, String, &'static st
         ),
         (
             "CAROL",
-            token("globex", "carol", &["user"], false)?,
-            "globex, user",
+            token("globex", "carol", &["user", "analyst"], false)?,
+            "globex, user and analyst",
         ),
         ("GLOBEX_KEY", key, "globex API key, developer"),
     ])

@@ -124,6 +124,22 @@ pub fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
         .map_err(|e| format!("tenant {}: {e}", tenant.id))
 }
 
+/// The principal and its roles; the principal is in each role and in its own tenant.
+fn principal_entities(types: &Types, p: &Principal, principal_uid: &EntityUid) -> Vec<Entity> {
+    let mut entities = Vec::with_capacity(p.roles.len() + 1);
+    let mut parents: HashSet<EntityUid> = HashSet::new();
+    for role in &p.roles {
+        let role_uid = uid(&types.role, role);
+        entities.push(Entity::new_no_attrs(role_uid.clone(), HashSet::new()));
+        parents.insert(role_uid);
+    }
+    if let Some(own) = &p.tenant {
+        parents.insert(uid(&types.tenant, own));
+    }
+    entities.push(Entity::new_no_attrs(principal_uid.clone(), parents));
+    entities
+}
+
 pub fn evaluate(
     types: &Types,
     tenant_entity: &Entity,
@@ -138,19 +154,14 @@ pub fn evaluate(
         AuthMethod::Anonymous => &types.anonymous,
     };
     let tenant_uid = uid(&types.tenant, &inputs.tenant.id);
-    let mut entities: Vec<Entity> = actions.to_vec();
-    entities.push(tenant_entity.clone());
-    let mut parents: HashSet<EntityUid> = HashSet::new();
-    for role in &p.roles {
-        let role_uid = uid(&types.role, role);
-        entities.push(Entity::new_no_attrs(role_uid.clone(), HashSet::new()));
-        parents.insert(role_uid);
-    }
-    if let Some(own) = &p.tenant {
-        parents.insert(uid(&types.tenant, own));
-    }
     let principal_uid = uid(principal_type, &p.id);
-    entities.push(Entity::new_no_attrs(principal_uid.clone(), parents));
+    let own = p
+        .entities
+        .get_or_init(|| principal_entities(types, p, &principal_uid));
+    let mut entities: Vec<Entity> = Vec::with_capacity(actions.len() + own.len() + 2);
+    entities.extend_from_slice(actions);
+    entities.extend_from_slice(own);
+    entities.push(tenant_entity.clone());
     let Some(resource_type) = types.resources.get(inputs.resource_type) else {
         return Decision::error(format!("unknown resource type {:?}", inputs.resource_type));
     };

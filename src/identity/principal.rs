@@ -1,5 +1,6 @@
 //! Who is calling, as every later stage and the upstream see it.
 
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
@@ -35,6 +36,9 @@ pub struct Principal {
     pub valid_until: Option<SystemTime>,
     /// `x-user-*` and `x-auth-method` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The principal's Cedar entities (itself and its roles), built on its first decision.
+    /// Principals live as long as their cached token or key, so this is once per credential.
+    pub entities: OnceLock<Vec<cedar_policy::Entity>>,
 }
 
 impl Principal {
@@ -69,6 +73,7 @@ impl Principal {
             mfa,
             valid_until,
             headers,
+            entities: OnceLock::new(),
         }
     }
 
