@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cedar_policy::{Entity, EntityTypeName};
 
-use crate::config::Authorization;
+use crate::config::{Authorization, yaml};
 use crate::tenants::Directory;
 
 use decide::{Decision, Inputs, Types};
@@ -34,16 +34,10 @@ fn type_name(name: &str) -> Result<EntityTypeName, String> {
 
 impl Authz {
     pub fn load(config: &Authorization, directory: &Directory) -> Result<Authz, Vec<String>> {
-        let routes = Routes::load(&config.routes_file);
-        let policies = PolicyStore::load(&config.policies_dir, |id| directory.get(id).is_some());
-        let (routes, policies) = match (routes, policies) {
-            (Ok(r), Ok(p)) => (r, p),
-            (r, p) => {
-                let mut errors = r.err().unwrap_or_default();
-                errors.extend(p.err().unwrap_or_default());
-                return Err(errors);
-            }
-        };
+        let (routes, policies) = yaml::both(
+            Routes::load(&config.routes_file),
+            PolicyStore::load(&config.policies_dir, |id| directory.get(id).is_some()),
+        )?;
         let schema = &policies.schema;
         let mut errors = Vec::new();
         let known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();

@@ -79,9 +79,7 @@ pub struct Routes {
 impl Routes {
     pub fn load(path: &Path) -> Result<Routes, Vec<String>> {
         let file = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
-        let raw: RawRoutesFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+        let (text, raw): (String, RawRoutesFile) = yaml::load(path)?;
         let mut errors = Vec::new();
         let mut routes = Vec::new();
         let mut by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();

@@ -1,7 +1,34 @@
 //! The one place that parses YAML. serde_yaml is deprecated upstream; a fork can replace it here
 //! without touching the rest of the code.
 
+use std::path::Path;
+
 use serde::de::DeserializeOwned;
+
+/// Reads and parses a YAML file, returning its text too (to locate later errors). Errors are
+/// prefixed with the file's path.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(String, T), Vec<String>> {
+    let file = path.display();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
+    let value = parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+    Ok((text, value))
+}
+
+/// Both results, or every error of either: two files loaded independently report together.
+pub fn both<A, B>(
+    a: Result<A, Vec<String>>,
+    b: Result<B, Vec<String>>,
+) -> Result<(A, B), Vec<String>> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => {
+            let mut errors = a.err().unwrap_or_default();
+            errors.extend(b.err().unwrap_or_default());
+            Err(errors)
+        }
+    }
+}
 
 /// Parses `text` into `T`. An error reads `key.path: message (line N)`.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {

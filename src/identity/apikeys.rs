@@ -49,9 +49,7 @@ impl ApiKeyStore {
     /// Loads the keys file. `known_tenant` rejects keys of tenants that do not exist.
     pub fn load(path: &Path, known_tenant: impl Fn(&str) -> bool) -> Result<Self, Vec<String>> {
         let file = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
-        let raw: RawKeysFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+        let (text, raw): (String, RawKeysFile) = yaml::load(path)?;
         let mut errors = Vec::new();
         let mut by_hash = HashMap::new();
         for (i, entry) in raw.keys.unwrap_or_default().into_iter().enumerate() {

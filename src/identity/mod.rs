@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::config;
+use crate::config::{self, yaml};
 use crate::error::{Problem, Refusal};
 
 use apikeys::ApiKeyStore;
@@ -44,20 +44,14 @@ impl Identity {
         config: &config::Identity,
         known_tenant: impl Fn(&str) -> bool,
     ) -> Result<Identity, Vec<String>> {
-        let jwt = JwtVerifier::load(&config.jwt);
-        let api_keys = config
-            .api_keys
-            .as_ref()
-            .map(|k| ApiKeyStore::load(&k.file, &known_tenant))
-            .transpose();
-        let (jwt, api_keys) = match (jwt, api_keys) {
-            (Ok(jwt), Ok(api_keys)) => (jwt, api_keys),
-            (jwt, keys) => {
-                let mut errors = jwt.err().unwrap_or_default();
-                errors.extend(keys.err().unwrap_or_default());
-                return Err(errors);
-            }
-        };
+        let (jwt, api_keys) = yaml::both(
+            JwtVerifier::load(&config.jwt),
+            config
+                .api_keys
+                .as_ref()
+                .map(|k| ApiKeyStore::load(&k.file, &known_tenant))
+                .transpose(),
+        )?;
         Ok(Identity {
             jwt,
             api_keys,

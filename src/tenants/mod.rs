@@ -122,10 +122,6 @@ impl Directory {
     }
 }
 
-fn read(path: &Path) -> Result<String, Vec<String>> {
-    std::fs::read_to_string(path).map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])
-}
-
 /// The 1-based line of the first occurrence of `needle`, for errors found after parsing.
 fn line_of(text: &str, needle: &str) -> String {
     text.lines()
@@ -135,9 +131,8 @@ fn line_of(text: &str, needle: &str) -> String {
 }
 
 fn load_plans(path: &Path) -> Result<BTreeMap<String, Arc<Plan>>, Vec<String>> {
-    let text = read(path)?;
+    let (text, raw): (String, plans::RawPlansFile) = yaml::load(path)?;
     let file = path.display();
-    let raw: plans::RawPlansFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
     let mut errors = Vec::new();
     let mut plans = BTreeMap::new();
     for (id, raw_plan) in raw.plans {
@@ -173,9 +168,8 @@ pub fn valid_tenant_id(id: &str) -> bool {
 }
 
 fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Directory, Vec<String>> {
-    let text = read(path)?;
+    let (text, raw): (String, RawTenantsFile) = yaml::load(path)?;
     let file = path.display();
-    let raw: RawTenantsFile = yaml::parse(&text).map_err(|e| vec![format!("{file}: {e}")])?;
     let mut errors = Vec::new();
     let mut by_id = HashMap::new();
     let mut by_domain = HashMap::new();
