@@ -29,10 +29,11 @@ cargo build --locked --quiet
 ./target/debug/tollgate test --config config/tollgate.yaml
 
 # The README's demo, exercised the way a reader runs it: start it, curl it, stop it.
-./target/debug/tollgate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 \
+state=$(mktemp -d)
+TOLLGATE_STATE_DIR=$state ./target/debug/tollgate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 \
   --upstream-listen 127.0.0.1:18081 >/dev/null 2>&1 &
 demo=$!
-trap 'kill $demo 2>/dev/null || true' EXIT
+trap 'kill $demo 2>/dev/null || true; rm -rf "$state"' EXIT
 for _ in $(seq 100); do
   curl -sf http://127.0.0.1:19090/readyz >/dev/null && break
   sleep 0.1
@@ -50,5 +51,6 @@ for field in '"x-forwarded-for"' '"x-request-id"' '"path":"/anything"' '"x-tenan
 done
 kill -TERM $demo
 wait $demo
+rm -rf "$state"
 trap - EXIT
 echo "smoke: 1 passed, 0 failed"

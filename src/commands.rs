@@ -131,6 +131,74 @@ pub fn create_key(snapshot: &Snapshot, request: &KeyRequest<'_>) -> Result<Strin
     Ok(key)
 }
 
+/// `tollgate usage`: quota usage against plan limits. A running Tollgate owns the usage store
+/// (the embedded file is locked while it runs), so its admin listener is asked first; when
+/// nothing listens there, the store is read directly.
+pub fn usage(
+    snapshot: &Snapshot,
+    tenant: Option<&str>,
+    period: Option<&str>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let config = &snapshot.config;
+    let directory = snapshot
+        .tenants
+        .as_ref()
+        .ok_or("the configuration has no tenancy section")?;
+    if let Some(id) = tenant
+        && directory.get(id).is_none()
+    {
+        return Err(format!("unknown tenant {id:?}"));
+    }
+    let mut path = tenant.map_or("/usage".to_string(), |t| format!("/usage/{t}"));
+    if let Some(period) = period {
+        path.push_str(&format!("?period={period}"));
+    }
+    let mut admin = config.admin.listen;
+    if admin.ip().is_unspecified() {
+        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let report = match local_get(admin, &path) {
+        Ok(body) => serde_json::from_str(&body)
+            .map_err(|e| format!("the admin listener at {admin} answered: {e}"))?,
+        Err(_) => {
+            let store = crate::limits::store::QuotaStore::open(&config.limits)?;
+            match tenant.and_then(|id| directory.get(id)) {
+                Some(t) => crate::limits::usage::tenant(&store, t, period),
+                None => crate::limits::usage::all(&store, directory, period),
+            }
+        }
+    };
+    Ok(match report {
+        serde_json::Value::Array(reports) => reports,
+        single => vec![single],
+    })
+}
+
+/// A GET to a local admin listener; any failure to connect or a non-200 answer is an error.
+fn local_get(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_string());
+    }
+    Ok(body.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::set_claim;

@@ -40,6 +40,10 @@ pub enum Problem {
     NoRoute,
     /// 404: no known tenant matches the request.
     UnknownTenant,
+    /// 429: a rate limit of the tenant's plan.
+    RateLimited,
+    /// 429: a calendar quota of the tenant's plan is used up.
+    QuotaExceeded,
     /// 413: the body is larger than `server.limits.max_body_bytes`.
     PayloadTooLarge,
     /// 431: too many or too large request headers.
@@ -66,6 +70,7 @@ impl Problem {
             | Problem::Forbidden
             | Problem::NoRoute => StatusCode::FORBIDDEN,
             Problem::UnknownTenant => StatusCode::NOT_FOUND,
+            Problem::RateLimited | Problem::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Problem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -88,6 +93,8 @@ impl Problem {
             Problem::Forbidden => "forbidden",
             Problem::NoRoute => "no-route",
             Problem::UnknownTenant => "unknown-tenant",
+            Problem::RateLimited => "rate-limited",
+            Problem::QuotaExceeded => "quota-exceeded",
             Problem::PayloadTooLarge => "payload-too-large",
             Problem::HeadersTooLarge => "headers-too-large",
             Problem::UpstreamUnavailable => "upstream-unavailable",
@@ -110,6 +117,8 @@ impl Problem {
             Problem::Forbidden => "Forbidden",
             Problem::NoRoute => "No route",
             Problem::UnknownTenant => "Unknown tenant",
+            Problem::RateLimited => "Rate limit reached",
+            Problem::QuotaExceeded => "Quota exceeded",
             Problem::PayloadTooLarge => "Request body too large",
             Problem::HeadersTooLarge => "Request headers too large",
             Problem::UpstreamUnavailable => "Upstream unavailable",
@@ -132,6 +141,8 @@ impl Problem {
 pub struct Refusal {
     pub problem: Problem,
     pub detail: Cow<'static, str>,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -139,7 +150,13 @@ impl Refusal {
         Refusal {
             problem,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The `application/problem+json` answer for this refusal.
@@ -159,6 +176,9 @@ impl Refusal {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         match self.problem {
             Problem::Overloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -123,7 +123,8 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         principal,
     };
     let metrics = Metrics::new().map_err(|e| e.to_string())?;
-    let result = pipeline::decide(&JwksCache::new(), &metrics, snapshot, &mut ctx, input).await;
+    let result =
+        pipeline::decide(&JwksCache::new(), &metrics, None, snapshot, &mut ctx, input).await;
     let decision = ctx.decision.clone();
     let locate = |id: &String| {
         let at = snapshot

@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 pub mod headers;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

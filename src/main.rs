@@ -113,6 +113,18 @@ enum Command {
         /// Directory of test files (default: the policies directory's tests/).
         dir: Option<PathBuf>,
     },
+    /// Show quota usage against plan limits (from the running Tollgate, or the store).
+    Usage {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A period, or its prefix: 2026-11, 2026-11-22, 2026.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: UsageFormat,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -132,6 +144,12 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
     Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageFormat {
+    Table,
     Json,
 }
 
@@ -253,6 +271,20 @@ fn main() -> ExitCode {
                 if passed { Ok(()) } else { Err(String::new()) }
             })
         }
+        Command::Usage {
+            config,
+            tenant,
+            period,
+            format,
+        } => print(commands::load(&config.file).and_then(|snapshot| {
+            let reports = commands::usage(&snapshot, tenant.as_deref(), period.as_deref())?;
+            Ok(match format {
+                UsageFormat::Table => tollgate::limits::usage::table(&reports)
+                    .trim_end()
+                    .to_string(),
+                UsageFormat::Json => serde_json::Value::Array(reports).to_string(),
+            })
+        })),
         Command::Keys {
             command:
                 KeysCommand::Create {

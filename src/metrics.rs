@@ -1,7 +1,8 @@
 //! Prometheus metrics, served as text on the admin listener.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The process's metrics. Label values are bounded sets (status codes, error kinds).
@@ -23,6 +24,18 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Decision cache lookups, by `result` (`hit`, `miss`).
     pub decision_cache: IntCounterVec,
+    /// Requests refused by a rate limit, by `tenant` and `policy`.
+    pub rate_limited: IntCounterVec,
+    /// Requests refused by a quota, by `tenant` and `metric`.
+    pub quota_exceeded: IntCounterVec,
+    /// Usage of the current period, by `tenant` and `metric`.
+    pub quota_usage: IntGaugeVec,
+    /// Limit of the current period, by `tenant` and `metric`.
+    pub quota_limit: IntGaugeVec,
+    /// Flushes of the embedded usage store, by `result`.
+    pub store_flushes: IntCounterVec,
+    /// Live keys across the rate limiters (after the last sweep).
+    pub rate_limit_keys: IntGauge,
 }
 
 impl Metrics {
@@ -86,6 +99,49 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "tollgate_rate_limited_total",
+                "Requests refused by a rate limit.",
+            ),
+            &["tenant", "policy"],
+        )?;
+        let quota_exceeded = IntCounterVec::new(
+            Opts::new(
+                "tollgate_quota_exceeded_total",
+                "Requests refused by a quota.",
+            ),
+            &["tenant", "metric"],
+        )?;
+        let quota_usage = IntGaugeVec::new(
+            Opts::new("tollgate_quota_usage", "Usage in the current quota period."),
+            &["tenant", "metric"],
+        )?;
+        let quota_limit = IntGaugeVec::new(
+            Opts::new("tollgate_quota_limit", "Limit of the current quota period."),
+            &["tenant", "metric"],
+        )?;
+        let store_flushes = IntCounterVec::new(
+            Opts::new(
+                "tollgate_usage_store_flushes_total",
+                "Flushes of the embedded usage store, by result.",
+            ),
+            &["result"],
+        )?;
+        let rate_limit_keys = IntGauge::new(
+            "tollgate_rate_limit_keys",
+            "Live keys across the rate limiters.",
+        )?;
+        for collector in [
+            Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(quota_exceeded.clone()),
+            Box::new(quota_usage.clone()),
+            Box::new(quota_limit.clone()),
+            Box::new(store_flushes.clone()),
+            Box::new(rate_limit_keys.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(decision_cache.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
@@ -100,6 +156,12 @@ impl Metrics {
             config_reloads,
             decisions,
             decision_cache,
+            rate_limited,
+            quota_exceeded,
+            quota_usage,
+            quota_limit,
+            store_flushes,
+            rate_limit_keys,
         })
     }
 

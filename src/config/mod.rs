@@ -17,7 +17,7 @@ use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-pub use raw::{LogFormat, TenantSource, Unmatched};
+pub use raw::{Backend, LogFormat, TenantSource, Unmatched};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]
@@ -34,6 +34,19 @@ pub struct Config {
     pub identity: Identity,
     /// Routes and Cedar policies; without it there are no route and authorize stages.
     pub authorization: Option<Authorization>,
+    pub limits: LimitsStore,
+}
+
+/// Where rate limits and quota usage are kept.
+#[derive(Debug, Clone)]
+pub struct LimitsStore {
+    pub backend: Backend,
+    /// The redb file of the embedded backend.
+    pub path: Option<PathBuf>,
+    /// How often the embedded backend writes usage to disk: the most counts a crash can lose.
+    pub flush_interval: Duration,
+    /// Also send `X-RateLimit-Limit/Remaining/Reset`.
+    pub legacy_headers: bool,
 }
 
 #[derive(Debug, Clone)]

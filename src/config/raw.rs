@@ -20,6 +20,26 @@ pub struct RawConfig {
     pub tenancy: Option<RawTenancy>,
     pub identity: Option<RawIdentity>,
     pub authorization: Option<RawAuthorization>,
+    pub limits: Option<RawLimitsStore>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimitsStore {
+    pub backend: Option<Backend>,
+    pub path: Option<String>,
+    pub flush_interval: Option<Dur>,
+    pub legacy_headers: Option<bool>,
+}
+
+/// Where quota usage is kept.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In memory: lost on restart (tests, throwaway instances).
+    Memory,
+    /// In memory with a durable redb file written behind every `flush_interval`.
+    Embedded,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,13 +8,14 @@ use std::time::Duration;
 use http::Uri;
 use ipnet::IpNet;
 
+use super::raw::Backend;
 use super::raw::{
     RawConfig, RawIdentity, RawJwtProvider, RawLimits, RawTenancy, RawTls, RawUpstream,
     TenantSource,
 };
 use super::{
     Admin, ApiKeys, Authorization, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider,
-    Limits, Log, Server, Tenancy, Tls, Upstream,
+    Limits, LimitsStore, Log, Server, Tenancy, Tls, Upstream,
 };
 
 /// Collects errors as `key.path: message` lines.
@@ -190,6 +191,31 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             decision_cache: a.decision_cache.unwrap_or(100_000),
         }
     });
+    let limits = match raw.limits {
+        None => LimitsStore {
+            backend: Backend::Memory,
+            path: None,
+            flush_interval: Duration::from_secs(1),
+            legacy_headers: false,
+        },
+        Some(l) => {
+            let backend = l.backend.unwrap_or(Backend::Embedded);
+            let path = l.path.map(|p| tidy(&base.join(p)));
+            if backend == Backend::Embedded && path.is_none() {
+                errs.push("limits.path", "the embedded backend needs a file path");
+            }
+            LimitsStore {
+                backend,
+                path,
+                flush_interval: errs.positive(
+                    "limits.flush_interval",
+                    l.flush_interval,
+                    Duration::from_secs(1),
+                ),
+                legacy_headers: l.legacy_headers.unwrap_or(false),
+            }
+        }
+    };
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",
@@ -209,6 +235,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         tenancy,
         identity,
         authorization,
+        limits,
     })
 }
 

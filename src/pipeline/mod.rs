@@ -8,6 +8,8 @@ mod authorize;
 mod forward;
 mod identity;
 pub mod normalize;
+mod quota;
+mod ratelimit;
 mod record;
 mod route;
 pub mod tenant;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
@@ -26,6 +28,7 @@ use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::identity::Principal;
 use crate::identity::jwks::JwksCache;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
@@ -55,6 +58,8 @@ pub struct Context {
     pub route: Option<String>,
     /// The authorization decision, when a route was authorized.
     pub decision: Option<Arc<Decision>>,
+    /// `RateLimit*` headers for the answer, whatever it is.
+    pub rate_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Context {
@@ -70,6 +75,7 @@ impl Context {
             principal: None,
             route: None,
             decision: None,
+            rate_headers: Vec::new(),
         }
     }
 }
@@ -92,9 +98,11 @@ pub async fn handle(
         Ok(response) => response,
         Err(refusal) => refusal.into_response(&ctx.request_id),
     };
-    response
-        .headers_mut()
-        .insert(&X_REQUEST_ID, ctx.request_id.clone());
+    let headers = response.headers_mut();
+    headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    for (name, value) in ctx.rate_headers.drain(..) {
+        headers.insert(name, value);
+    }
     record::record(&shared.metrics, &ctx, &method, response.status());
     response
 }
@@ -121,7 +129,15 @@ async fn run(
         tenant: None,
         principal: None,
     };
-    let target = decide(&shared.jwks, &shared.metrics, snapshot, ctx, input).await?;
+    let target = decide(
+        &shared.jwks,
+        &shared.metrics,
+        Some(&shared.limits),
+        snapshot,
+        ctx,
+        input,
+    )
+    .await?;
     // 8. forward.
     forward::forward(shared, snapshot, ctx, request, target).await
 }
@@ -136,11 +152,14 @@ pub struct Input<'a> {
     pub principal: Option<Arc<Principal>>,
 }
 
-/// Stages 1–5: normalize, tenant, route, identity, authorize. Returns the canonical target the
-/// upstream must receive; `ctx` records the tenant, principal, route, decision and the stage.
+/// Stages 1–7: normalize, tenant, route, identity, authorize, rate limit, quota. Returns the
+/// canonical target the upstream must receive; `ctx` records the tenant, principal, route,
+/// decision and the stage. Without `limits` (the explain commands) stages 6–7 are skipped, so
+/// explaining a request never consumes anything.
 pub async fn decide(
     jwks: &JwksCache,
     metrics: &Metrics,
+    limits: Option<&Limits>,
     snapshot: &Snapshot,
     ctx: &mut Context,
     input: Input<'_>,
@@ -220,6 +239,28 @@ pub async fn decide(
         let (decision, result) = authorize::authorize(authz, metrics, &request);
         ctx.decision = Some(decision);
         result?;
+    }
+
+    // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).
+    if let (Some(limits), Some(tenant)) = (limits, &ctx.tenant) {
+        ctx.stage = "ratelimit";
+        let (headers, result) = ratelimit::check(
+            &limits.rate,
+            metrics,
+            tenant,
+            &principal.id,
+            ctx.route.as_deref(),
+            snapshot.config.limits.legacy_headers,
+        );
+        ctx.rate_headers = headers;
+        result?;
+        ctx.stage = "quota";
+        quota::consume(
+            &limits.quotas,
+            metrics,
+            tenant,
+            route.as_ref().map(|r| &r.route.quota_cost),
+        )?;
     }
     ctx.stage = "forward";
     Ok(target)

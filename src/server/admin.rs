@@ -58,6 +58,9 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain; version=0.0.4",
             shared.metrics.render(),
         ),
+        (&Method::GET, path) if path == "/usage" || path.starts_with("/usage/") => {
+            usage(shared, req)
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -70,4 +73,35 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
     response
+}
+
+/// `/usage` (every tenant) and `/usage/{tenant}`, with an optional `?period=2026-11`.
+fn usage(shared: &Shared, req: &Request<Incoming>) -> (StatusCode, &'static str, String) {
+    let snapshot = shared.snapshot.load();
+    let Some(directory) = &snapshot.tenants else {
+        return (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no tenancy configured\n".to_string(),
+        );
+    };
+    let period = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("period=")));
+    let store = &shared.limits.quotas;
+    let body = match req.uri().path().strip_prefix("/usage/") {
+        None | Some("") => crate::limits::usage::all(store, directory, period),
+        Some(id) => match directory.get(id) {
+            Some(tenant) => crate::limits::usage::tenant(store, tenant, period),
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "unknown tenant\n".to_string(),
+                );
+            }
+        },
+    };
+    (StatusCode::OK, "application/json", body.to_string())
 }

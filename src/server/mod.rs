@@ -20,6 +20,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::identity::jwks::JwksCache;
+use crate::limits::Limits;
+use crate::limits::rate::RateLimiters;
+use crate::limits::store::QuotaStore;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, UpstreamClient};
@@ -39,6 +42,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Remote JWT key sets, kept across snapshots.
     pub jwks: JwksCache,
+    /// Rate limit state and quota usage, kept across snapshots.
+    pub limits: Limits,
 }
 
 /// A server whose sockets are open, ready to serve.
@@ -74,6 +79,10 @@ impl Server {
             draining: AtomicBool::new(false),
             snapshot: ArcSwap::from_pointee(snapshot),
             jwks: JwksCache::new(),
+            limits: Limits {
+                rate: RateLimiters::default(),
+                quotas: QuotaStore::open(&config.limits)?,
+            },
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -111,9 +120,15 @@ impl Server {
         } = self;
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
+        let flush_interval = config.limits.flush_interval;
         tokio::spawn(crate::reload::run(
             shared.clone(),
             config,
+            stop_background.clone(),
+        ));
+        let housekeeping = tokio::spawn(housekeeping(
+            shared.clone(),
+            flush_interval,
             stop_background.clone(),
         ));
         let acceptor = tls.map(|(acceptor, reloader)| {
@@ -181,6 +196,44 @@ impl Server {
         }
         stop_background.cancel();
         let _ = admin_task.await;
+        // Housekeeping ends with a last flush of the usage store.
+        let _ = housekeeping.await;
         tracing::info!("stopped");
+    }
+}
+
+/// Writes quota usage behind (every `flush_interval`) and sweeps idle rate-limit keys; flushes
+/// one last time when stopped.
+async fn housekeeping(shared: Arc<Shared>, flush_interval: Duration, stop: CancellationToken) {
+    let flush = || match shared.limits.quotas.flush() {
+        Ok(0) => {}
+        Ok(_) => shared
+            .metrics
+            .store_flushes
+            .with_label_values(&["ok"])
+            .inc(),
+        Err(e) => {
+            shared
+                .metrics
+                .store_flushes
+                .with_label_values(&["error"])
+                .inc();
+            tracing::error!(error = %e, "writing quota usage failed; will retry");
+        }
+    };
+    let mut flushes = tokio::time::interval(flush_interval);
+    let mut sweeps = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                flush();
+                return;
+            }
+            _ = flushes.tick() => flush(),
+            _ = sweeps.tick() => {
+                let keys = shared.limits.rate.sweep();
+                shared.metrics.rate_limit_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
+            }
+        }
     }
 }

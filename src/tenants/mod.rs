@@ -40,6 +40,14 @@ struct RawTenant {
     /// Replaces the plan's value of each named resource limit.
     #[serde(default)]
     limits: BTreeMap<String, u64>,
+    /// Replaces the limit of each named rate limit of the plan.
+    #[serde(default)]
+    rate_limits: BTreeMap<String, u64>,
+    /// Replaces the limit of each named quota of the plan.
+    #[serde(default)]
+    quotas: BTreeMap<String, u64>,
+    /// Day of the month (1–28) monthly quotas restart on; the 1st when absent.
+    billing_day: Option<u8>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,12 @@ pub struct Tenant {
     pub trial_ends_at: Option<SystemTime>,
     pub features: BTreeSet<String>,
     pub limits: BTreeMap<String, u64>,
+    /// The plan's rate limits with this tenant's overrides.
+    pub rate_limits: Vec<plans::RateLimit>,
+    /// The plan's quotas with this tenant's overrides, by metric.
+    pub quotas: BTreeMap<String, plans::Quota>,
+    /// Day of the month monthly quotas restart on (1–28).
+    pub billing_day: u8,
     /// `x-tenant-*` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -220,6 +234,34 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
         }
         let mut limits = plan.limits.clone();
         limits.extend(t.limits.iter().map(|(k, v)| (k.clone(), *v)));
+        let mut rate_limits = plan.rate_limits.clone();
+        for (name, limit) in &t.rate_limits {
+            match rate_limits.iter_mut().find(|r| r.name == *name) {
+                Some(r) if *limit > 0 && *limit <= u64::from(u32::MAX) => r.limit = *limit,
+                Some(_) => fail(
+                    ".rate_limits",
+                    format!("{name}: the limit must be between 1 and 4294967295"),
+                ),
+                None => fail(
+                    ".rate_limits",
+                    format!("the plan has no rate limit {name:?}"),
+                ),
+            }
+        }
+        let mut quotas = plan.quotas.clone();
+        for (metric, limit) in &t.quotas {
+            match quotas.get_mut(metric) {
+                Some(q) => q.limit = *limit,
+                None => fail(".quotas", format!("the plan has no quota {metric:?}")),
+            }
+        }
+        let billing_day = t.billing_day.unwrap_or(1);
+        if !(1..=28).contains(&billing_day) {
+            fail(
+                ".billing_day",
+                format!("{billing_day} is not a day from 1 to 28"),
+            );
+        }
         let tenant = Arc::new(Tenant {
             headers: tenant_headers(&t.id, &plan.id, &features, &limits),
             id: t.id.clone(),
@@ -229,6 +271,9 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
             trial_ends_at,
             features,
             limits,
+            rate_limits,
+            quotas,
+            billing_day,
         });
         for domain in &t.domains {
             let host = domain.trim_end_matches('.').to_ascii_lowercase();

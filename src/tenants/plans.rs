@@ -26,6 +26,7 @@ pub struct RawPlan {
     pub features: Vec<String>,
     #[serde(default)]
     pub limits: BTreeMap<String, u64>,
+    pub on_store_failure: Option<OnStoreFailure>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,42 @@ pub struct RawRateLimit {
     pub limit: u64,
     pub window: Dur,
     pub burst: Option<u64>,
+    #[serde(default)]
+    pub per: Scope,
+}
+
+/// What one rate limit counts separately.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The whole tenant.
+    #[default]
+    Tenant,
+    /// Each caller of the tenant.
+    Principal,
+    /// Each route of the tenant.
+    Route,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Tenant => "tenant",
+            Scope::Principal => "principal",
+            Scope::Route => "route",
+        }
+    }
+}
+
+/// What happens when the shared limits store cannot be reached.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreFailure {
+    /// Enforce locally, each replica at its share of the limit (limit ÷ replicas).
+    #[default]
+    Local,
+    /// Refuse requests (503) until the store is back.
+    Refuse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,17 +97,29 @@ pub struct Plan {
     pub quotas: BTreeMap<String, Quota>,
     pub features: BTreeSet<String>,
     pub limits: BTreeMap<String, u64>,
+    pub on_store_failure: OnStoreFailure,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RateLimit {
     pub name: String,
     pub limit: u64,
     pub window: Duration,
     pub burst: Option<u64>,
+    pub per: Scope,
 }
 
-#[derive(Debug)]
+impl RateLimit {
+    /// The burst: as configured, or 5% of the limit (at least 1), so that "1,000 per hour" lets at
+    /// most about 1,050 through in any rolling hour rather than about 2,000.
+    pub fn burst(&self) -> u64 {
+        self.burst
+            .unwrap_or((self.limit / 20).max(1))
+            .min(self.limit)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Quota {
     pub limit: u64,
     pub period: Period,
@@ -103,8 +152,13 @@ pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
             if !names.insert(r.name.clone()) {
                 errors.push(format!("{key}.name: {:?} is used twice", r.name));
             }
-            if r.limit == 0 || r.window.0.is_zero() {
-                errors.push(format!("{key}: limit and window must be greater than zero"));
+            if !valid_name(&r.name) {
+                errors.push(format!("{key}.name: invalid name {:?}", r.name));
+            }
+            if r.limit == 0 || r.window.0.is_zero() || r.limit > u64::from(u32::MAX) {
+                errors.push(format!(
+                    "{key}: limit (up to 4294967295) and window must be greater than zero"
+                ));
             }
             if r.burst.is_some_and(|b| b == 0 || b > r.limit) {
                 errors.push(format!("{key}.burst: must be between 1 and the limit"));
@@ -114,6 +168,7 @@ pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
                 limit: r.limit,
                 window: r.window.0,
                 burst: r.burst,
+                per: r.per,
             }
         })
         .collect();
@@ -150,5 +205,6 @@ pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
         quotas,
         features: raw.features.into_iter().collect(),
         limits: raw.limits,
+        on_store_failure: raw.on_store_failure.unwrap_or_default(),
     }
 }

@@ -12,6 +12,8 @@ use crate::support::tollgate::{BIN, admin_get, free_port, send_signal};
 
 struct Demo {
     child: Child,
+    /// The demo's own usage store directory.
+    _state: tempfile::TempDir,
     addr: SocketAddr,
     /// The banner, as printed.
     banner: String,
@@ -30,7 +32,9 @@ fn start_demo() -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
+        .env("TOLLGATE_STATE_DIR", state.path())
         .args([
             "demo",
             "--listen",
@@ -76,6 +80,7 @@ fn start_demo() -> Demo {
         .collect();
     Demo {
         child,
+        _state: state,
         addr,
         banner,
         credentials,

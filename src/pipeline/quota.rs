@@ -1,0 +1,77 @@
+//! Stage 7, quota: the calendar quotas of the tenant's plan. Every request costs 1 `api_calls`;
+//! a route's `quota_cost` sets what it costs of each metric (`agent_executions: 1`). Over quota is
+//! 429 `quota-exceeded` naming the quota, with `Retry-After` until the period ends. Requests
+//! refused before or here are never counted.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Problem, Refusal};
+use crate::limits::period;
+use crate::limits::store::{Consumed, Item, QuotaStore};
+use crate::metrics::Metrics;
+use crate::tenants::Tenant;
+
+pub fn consume(
+    store: &QuotaStore,
+    metrics: &Metrics,
+    tenant: &Tenant,
+    costs: Option<&std::collections::BTreeMap<String, u64>>,
+) -> Result<(), Refusal> {
+    if tenant.quotas.is_empty() {
+        return Ok(());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut items = Vec::with_capacity(tenant.quotas.len());
+    let mut ends = Vec::with_capacity(tenant.quotas.len());
+    for (metric, quota) in &tenant.quotas {
+        let default = u64::from(metric == "api_calls");
+        let cost = costs
+            .and_then(|c| c.get(metric))
+            .copied()
+            .unwrap_or(default);
+        if cost == 0 {
+            continue;
+        }
+        let (key, end) = period::current(quota.period, tenant.billing_day, now);
+        items.push(Item {
+            metric: metric.clone(),
+            period: key,
+            limit: quota.limit,
+            cost,
+        });
+        ends.push(end);
+    }
+    match store.consume(&tenant.id, &items) {
+        Consumed::Allowed(usage) => {
+            for (item, used) in items.iter().zip(usage) {
+                let labels = [tenant.id.as_str(), item.metric.as_str()];
+                metrics
+                    .quota_usage
+                    .with_label_values(&labels)
+                    .set(i64::try_from(used).unwrap_or(i64::MAX));
+                metrics
+                    .quota_limit
+                    .with_label_values(&labels)
+                    .set(i64::try_from(item.limit).unwrap_or(i64::MAX));
+            }
+            Ok(())
+        }
+        Consumed::Exceeded { index, usage } => {
+            let item = &items[index];
+            metrics
+                .quota_exceeded
+                .with_label_values(&[&tenant.id, &item.metric])
+                .inc();
+            Err(Refusal::new(
+                Problem::QuotaExceeded,
+                format!(
+                    "the quota {:?} ({} for {}) is used up: {usage} used",
+                    item.metric, item.limit, item.period
+                ),
+            )
+            .retry_after(ends[index].saturating_sub(now).max(1)))
+        }
+    }
+}
