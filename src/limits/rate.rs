@@ -112,3 +112,49 @@ impl RateLimiters {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenants::plans::Scope;
+
+    fn limit(limit: u64, window: Duration, burst: u64) -> RateLimit {
+        RateLimit {
+            name: "test".into(),
+            limit,
+            window,
+            burst: Some(burst),
+            per: Scope::Principal,
+        }
+    }
+
+    #[test]
+    fn the_burst_passes_then_requests_wait() {
+        let limiters = RateLimiters::default();
+        let hourly = limit(20, Duration::from_secs(3600), 3);
+        let checks: Vec<Check> = (0..4).map(|_| limiters.check(&hourly, "k")).collect();
+        assert!(checks[..3].iter().all(|c| c.allowed));
+        assert_eq!(checks[2].remaining, 0);
+        assert!(!checks[3].allowed);
+        // One request every 180 s.
+        assert!(checks[3].retry_after > Duration::from_secs(170));
+        assert!(checks[3].retry_after <= Duration::from_secs(180));
+    }
+
+    #[test]
+    fn idle_keys_are_swept_so_memory_follows_the_active_callers() {
+        let limiters = RateLimiters::default();
+        let fast = limit(1000, Duration::from_millis(10), 5);
+        for i in 0..100_000 {
+            assert!(limiters.check(&fast, &format!("caller-{i}")).allowed);
+        }
+        let busy = limit(10, Duration::from_secs(3600), 2);
+        limiters.check(&busy, "busy");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            limiters.sweep(),
+            1,
+            "only the key still inside its window remains"
+        );
+    }
+}

@@ -423,3 +423,31 @@ fn the_shipped_policy_tests_pass_and_a_flipped_expectation_fails() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_quota_cost_is_charged_to_its_own_metric() {
+    let plans = fixture::PLANS.replace(
+        "  professional:\n",
+        "  professional:\n    quotas: { agent_executions: { limit: 1, period: day }, api_calls: { limit: 100, period: month } }\n",
+    );
+    let s = start(vec![("plans.yaml".to_string(), plans)]).await;
+    let developer = s.token("dev", "acme", &["developer"], false);
+    assert_eq!(
+        s.call("POST", "acme", "/api/v1/agents/7/execute", Some(&developer))
+            .await
+            .status,
+        200
+    );
+    let refused = s
+        .call("POST", "acme", "/api/v1/agents/7/execute", Some(&developer))
+        .await;
+    refused.assert_problem(429, "quota-exceeded");
+    assert!(String::from_utf8_lossy(&refused.body).contains("agent_executions"));
+    assert_eq!(
+        s.call("GET", "acme", "/api/v1/agents/7", Some(&developer))
+            .await
+            .status,
+        200,
+        "reads cost no executions"
+    );
+}

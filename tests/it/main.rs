@@ -11,6 +11,7 @@ mod forwarding;
 mod identity;
 mod lifecycle;
 mod limits;
+mod plan_limits;
 mod protocols;
 mod reload;
 mod streaming;

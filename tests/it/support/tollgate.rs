@@ -32,6 +32,24 @@ pub struct Tollgate {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+fn spawn(dir: &Path, env: &[(&'static str, &'static str)]) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tollgate.log"))
+        .unwrap();
+    Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.join("tollgate.yaml"))
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 /// A port that was free a moment ago.
@@ -80,24 +98,25 @@ impl Tollgate {
         );
         let config = dir.path().join("tollgate.yaml");
         fs::write(&config, yaml).unwrap();
-        let log = fs::File::create(dir.path().join("tollgate.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .envs(options.env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn(dir.path(), &options.env);
         let mut tollgate = Tollgate {
             child,
             addr,
             admin,
             dir,
+            env: options.env,
         };
         tollgate.wait_ready();
         tollgate
+    }
+
+    /// Starts the process again, same configuration, directory and ports (after it exited or was
+    /// killed; a running one is killed first).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), &self.env);
+        self.wait_ready();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
