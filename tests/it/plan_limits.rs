@@ -50,10 +50,6 @@ async fn start(limits: &str) -> (Upstream, Tollgate) {
     (upstream, tollgate)
 }
 
-fn host(tenant: &str) -> String {
-    format!("{tenant}.app.test")
-}
-
 /// Quota use of one metric, as the admin listener reports it.
 fn used(tollgate: &Tollgate, tenant: &str, metric: &str) -> u64 {
     let (status, body) = tollgate.admin_get(&format!("/usage/{tenant}"));
