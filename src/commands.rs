@@ -133,8 +133,8 @@ pub fn create_key(snapshot: &Snapshot, request: &KeyRequest<'_>) -> Result<Strin
 
 /// `tollgate usage`: quota usage against plan limits. A running Tollgate owns the usage store
 /// (the embedded file is locked while it runs), so its admin listener is asked first; when
-/// nothing listens there, the store is read directly.
-pub fn usage(
+/// nothing listens there, the store (the file, or Redis) is read directly.
+pub async fn usage(
     snapshot: &Snapshot,
     tenant: Option<&str>,
     period: Option<&str>,
@@ -161,11 +161,8 @@ pub fn usage(
         Ok(body) => serde_json::from_str(&body)
             .map_err(|e| format!("the admin listener at {admin} answered: {e}"))?,
         Err(_) => {
-            let store = crate::limits::store::QuotaStore::open(&config.limits)?;
-            match tenant.and_then(|id| directory.get(id)) {
-                Some(t) => crate::limits::usage::tenant(&store, t, period),
-                None => crate::limits::usage::all(&store, directory, period),
-            }
+            let limits = crate::limits::Limits::open(&config.limits)?;
+            limits.report(directory, tenant, period).await?
         }
     };
     Ok(match report {

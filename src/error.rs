@@ -44,6 +44,8 @@ pub enum Problem {
     RateLimited,
     /// 429: a calendar quota of the tenant's plan is used up.
     QuotaExceeded,
+    /// 503: the shared limits store is unreachable and the plan refuses rather than fall back.
+    LimitsUnavailable,
     /// 413: the body is larger than `server.limits.max_body_bytes`.
     PayloadTooLarge,
     /// 431: too many or too large request headers.
@@ -74,7 +76,7 @@ impl Problem {
             Problem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Problem::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Overloaded | Problem::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Problem::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -95,6 +97,7 @@ impl Problem {
             Problem::UnknownTenant => "unknown-tenant",
             Problem::RateLimited => "rate-limited",
             Problem::QuotaExceeded => "quota-exceeded",
+            Problem::LimitsUnavailable => "limits-unavailable",
             Problem::PayloadTooLarge => "payload-too-large",
             Problem::HeadersTooLarge => "headers-too-large",
             Problem::UpstreamUnavailable => "upstream-unavailable",
@@ -119,6 +122,7 @@ impl Problem {
             Problem::UnknownTenant => "Unknown tenant",
             Problem::RateLimited => "Rate limit reached",
             Problem::QuotaExceeded => "Quota exceeded",
+            Problem::LimitsUnavailable => "Limits unavailable",
             Problem::PayloadTooLarge => "Request body too large",
             Problem::HeadersTooLarge => "Request headers too large",
             Problem::UpstreamUnavailable => "Upstream unavailable",

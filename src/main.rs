@@ -276,15 +276,21 @@ fn main() -> ExitCode {
             tenant,
             period,
             format,
-        } => print(commands::load(&config.file).and_then(|snapshot| {
-            let reports = commands::usage(&snapshot, tenant.as_deref(), period.as_deref())?;
-            Ok(match format {
-                UsageFormat::Table => tollgate::limits::usage::table(&reports)
-                    .trim_end()
-                    .to_string(),
-                UsageFormat::Json => serde_json::Value::Array(reports).to_string(),
+        } => {
+            let snapshot = match commands::load(&config.file) {
+                Ok(snapshot) => snapshot,
+                Err(e) => return fail(&e),
+            };
+            run(async {
+                let reports =
+                    commands::usage(&snapshot, tenant.as_deref(), period.as_deref()).await?;
+                match format {
+                    UsageFormat::Table => print!("{}", tollgate::limits::usage::table(&reports)),
+                    UsageFormat::Json => println!("{}", serde_json::Value::Array(reports)),
+                }
+                Ok(())
             })
-        })),
+        }
         Command::Keys {
             command:
                 KeysCommand::Create {

@@ -1,8 +1,8 @@
 //! Prometheus metrics, served as text on the admin listener.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The process's metrics. Label values are bounded sets (status codes, error kinds).
@@ -36,6 +36,14 @@ pub struct Metrics {
     pub store_flushes: IntCounterVec,
     /// Live keys across the rate limiters (after the last sweep).
     pub rate_limit_keys: IntGauge,
+    /// Time of one call to the shared limits store.
+    pub store_latency: Histogram,
+    /// Failed or timed-out Redis calls.
+    pub redis_errors: IntCounter,
+    /// The Redis circuit breaker: 0 closed, 1 open.
+    pub redis_breaker: IntGauge,
+    /// Outage quota counters added to Redis after it came back.
+    pub reconciled: IntCounter,
 }
 
 impl Metrics {
@@ -132,6 +140,35 @@ impl Metrics {
             "tollgate_rate_limit_keys",
             "Live keys across the rate limiters.",
         )?;
+        let store_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_limits_store_duration_seconds",
+                "Time of one call to the shared limits store.",
+            )
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+            ]),
+        )?;
+        let redis_errors = IntCounter::new(
+            "tollgate_redis_errors_total",
+            "Failed or timed-out Redis calls.",
+        )?;
+        let redis_breaker = IntGauge::new(
+            "tollgate_redis_breaker_open",
+            "The Redis circuit breaker: 0 closed, 1 open.",
+        )?;
+        let reconciled = IntCounter::new(
+            "tollgate_redis_reconciled_counters_total",
+            "Outage quota counters added to Redis after it came back.",
+        )?;
+        for collector in [
+            Box::new(store_latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(redis_errors.clone()),
+            Box::new(redis_breaker.clone()),
+            Box::new(reconciled.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         for collector in [
             Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(quota_exceeded.clone()),
@@ -162,6 +199,10 @@ impl Metrics {
             quota_limit,
             store_flushes,
             rate_limit_keys,
+            store_latency,
+            redis_errors,
+            redis_breaker,
+            reconciled,
         })
     }
 

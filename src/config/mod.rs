@@ -47,6 +47,23 @@ pub struct LimitsStore {
     pub flush_interval: Duration,
     /// Also send `X-RateLimit-Limit/Remaining/Reset`.
     pub legacy_headers: bool,
+    /// The Redis backend's settings.
+    pub redis: Option<RedisStore>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub url: String,
+    /// Per call; past it the call counts as a failure.
+    pub timeout: Duration,
+    /// How many Tollgate replicas share the limits: each enforces limit ÷ replicas alone.
+    pub replicas: u64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before Redis is tried again.
+    pub breaker_cooldown: Duration,
+    /// Key prefix.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone)]

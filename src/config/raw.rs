@@ -30,6 +30,18 @@ pub struct RawLimitsStore {
     pub path: Option<String>,
     pub flush_interval: Option<Dur>,
     pub legacy_headers: Option<bool>,
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: String,
+    pub timeout: Option<Dur>,
+    pub replicas: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<Dur>,
+    pub prefix: Option<String>,
 }
 
 /// Where quota usage is kept.
@@ -40,6 +52,8 @@ pub enum Backend {
     Memory,
     /// In memory with a durable redb file written behind every `flush_interval`.
     Embedded,
+    /// Shared by every replica through Redis.
+    Redis,
 }
 
 #[derive(Debug, Deserialize)]

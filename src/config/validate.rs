@@ -197,6 +197,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             path: None,
             flush_interval: Duration::from_secs(1),
             legacy_headers: false,
+            redis: None,
         },
         Some(l) => {
             let backend = l.backend.unwrap_or(Backend::Embedded);
@@ -204,6 +205,36 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             if backend == Backend::Embedded && path.is_none() {
                 errs.push("limits.path", "the embedded backend needs a file path");
             }
+            if backend == Backend::Redis && l.redis.is_none() {
+                errs.push(
+                    "limits.redis",
+                    "the redis backend needs a redis section with a url",
+                );
+            }
+            let redis = l.redis.map(|r| {
+                if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+                    errs.push(
+                        "limits.redis.url",
+                        format!("{:?} is not a redis:// URL", r.url),
+                    );
+                }
+                super::RedisStore {
+                    url: r.url,
+                    timeout: errs.positive(
+                        "limits.redis.timeout",
+                        r.timeout,
+                        Duration::from_millis(20),
+                    ),
+                    replicas: r.replicas.unwrap_or(1).max(1),
+                    breaker_failures: r.breaker_failures.unwrap_or(3).max(1),
+                    breaker_cooldown: errs.positive(
+                        "limits.redis.breaker_cooldown",
+                        r.breaker_cooldown,
+                        Duration::from_secs(5),
+                    ),
+                    prefix: r.prefix.unwrap_or_else(|| "tollgate".to_string()),
+                }
+            });
             LimitsStore {
                 backend,
                 path,
@@ -213,6 +244,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
                     Duration::from_secs(1),
                 ),
                 legacy_headers: l.legacy_headers.unwrap_or(false),
+                redis,
             }
         }
     };

@@ -154,6 +154,38 @@ impl QuotaStore {
         found
     }
 
+    /// Takes every counter out (the outage counts to add to Redis), as (tenant, usage).
+    pub fn drain(&self) -> Vec<(String, Usage)> {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts
+            .drain()
+            .filter_map(|(k, count)| {
+                let mut parts = k.split('\u{1f}');
+                let (tenant, metric, period) = (parts.next()?, parts.next()?, parts.next()?);
+                let usage = Usage {
+                    metric: metric.to_string(),
+                    period: period.to_string(),
+                    count,
+                };
+                Some((tenant.to_string(), usage))
+            })
+            .collect()
+    }
+
+    /// Puts drained counters back (their reconciliation failed).
+    pub fn restore(&self, drained: &[(String, Usage)]) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (tenant, u) in drained {
+            *counts.entry(key(tenant, &u.metric, &u.period)).or_insert(0) += u.count;
+        }
+    }
+
     /// Writes the counters changed since the last flush. On failure they stay pending and the
     /// next flush retries them.
     pub fn flush(&self) -> Result<usize, String> {
@@ -243,6 +275,7 @@ mod tests {
             path: Some(dir.path().join("usage.redb")),
             flush_interval: std::time::Duration::from_secs(1),
             legacy_headers: false,
+            redis: None,
         };
         let store = QuotaStore::open(&config).unwrap();
         for _ in 0..3 {

@@ -6,16 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::limits::period;
-use crate::limits::store::QuotaStore;
-use crate::tenants::{Directory, Tenant};
+use crate::limits::store::Usage;
+use crate::tenants::Tenant;
 
-/// One tenant's report. `period` selects counters whose period starts with it (`2026-11`);
-/// without it, the current period of each quota.
-pub fn tenant(store: &QuotaStore, tenant: &Tenant, period: Option<&str>) -> Value {
+/// One tenant's report from its counters. `period` selects counters whose period starts with it
+/// (`2026-11`); without it, the current period of each quota.
+pub fn tenant(counters: &[Usage], tenant: &Tenant, period: Option<&str>) -> Value {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let counters = store.usage(&tenant.id, period);
     let quotas: Vec<Value> = tenant
         .quotas
         .iter()
@@ -44,18 +43,6 @@ pub fn tenant(store: &QuotaStore, tenant: &Tenant, period: Option<&str>) -> Valu
         })
         .collect();
     json!({ "tenant": tenant.id, "plan": tenant.plan.id, "quotas": quotas })
-}
-
-/// Every tenant's report, sorted by tenant.
-pub fn all(store: &QuotaStore, directory: &Directory, period: Option<&str>) -> Value {
-    let mut tenants: Vec<_> = directory.tenants().collect();
-    tenants.sort_by(|a, b| a.id.cmp(&b.id));
-    Value::Array(
-        tenants
-            .into_iter()
-            .map(|t| tenant(store, t, period))
-            .collect(),
-    )
 }
 
 /// Reports as an aligned table.

@@ -242,25 +242,31 @@ pub async fn decide(
     }
 
     // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).
-    if let (Some(limits), Some(tenant)) = (limits, &ctx.tenant) {
+    if let (Some(limits), Some(tenant)) = (limits, ctx.tenant.clone()) {
         ctx.stage = "ratelimit";
-        let (headers, result) = ratelimit::check(
-            &limits.rate,
-            metrics,
-            tenant,
-            &principal.id,
-            ctx.route.as_deref(),
-            snapshot.config.limits.legacy_headers,
-        );
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let costs = route.as_ref().map(|r| &r.route.quota_cost);
+        let (items, ttls) = quota::items(&tenant, costs, now);
+        let outcome = limits
+            .check(
+                metrics,
+                &tenant,
+                &principal.id,
+                ctx.route.as_deref(),
+                &items,
+                &ttls,
+            )
+            .await?;
+        let legacy = snapshot.config.limits.legacy_headers;
+        let (headers, result) = ratelimit::respond(metrics, &tenant, &outcome.checks, legacy);
         ctx.rate_headers = headers;
         result?;
         ctx.stage = "quota";
-        quota::consume(
-            &limits.quotas,
-            metrics,
-            tenant,
-            route.as_ref().map(|r| &r.route.quota_cost),
-        )?;
+        if let Some(consumed) = outcome.consumed {
+            quota::respond(metrics, &tenant, &items, &ttls, consumed)?;
+        }
     }
     ctx.stage = "forward";
     Ok(target)

@@ -3,28 +3,22 @@
 //! 429 `quota-exceeded` naming the quota, with `Retry-After` until the period ends. Requests
 //! refused before or here are never counted.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
 
 use crate::error::{Problem, Refusal};
 use crate::limits::period;
-use crate::limits::store::{Consumed, Item, QuotaStore};
+use crate::limits::store::{Consumed, Item};
 use crate::metrics::Metrics;
 use crate::tenants::Tenant;
 
-pub fn consume(
-    store: &QuotaStore,
-    metrics: &Metrics,
+/// What a request costs of each quota, with the seconds until each period ends.
+pub fn items(
     tenant: &Tenant,
-    costs: Option<&std::collections::BTreeMap<String, u64>>,
-) -> Result<(), Refusal> {
-    if tenant.quotas.is_empty() {
-        return Ok(());
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    costs: Option<&BTreeMap<String, u64>>,
+    now: u64,
+) -> (Vec<Item>, Vec<u64>) {
     let mut items = Vec::with_capacity(tenant.quotas.len());
-    let mut ends = Vec::with_capacity(tenant.quotas.len());
+    let mut ttls = Vec::with_capacity(tenant.quotas.len());
     for (metric, quota) in &tenant.quotas {
         let default = u64::from(metric == "api_calls");
         let cost = costs
@@ -41,9 +35,20 @@ pub fn consume(
             limit: quota.limit,
             cost,
         });
-        ends.push(end);
+        ttls.push(end.saturating_sub(now).max(1));
     }
-    match store.consume(&tenant.id, &items) {
+    (items, ttls)
+}
+
+/// Turns what the store said into an answer.
+pub fn respond(
+    metrics: &Metrics,
+    tenant: &Tenant,
+    items: &[Item],
+    ttls: &[u64],
+    consumed: Consumed,
+) -> Result<(), Refusal> {
+    match consumed {
         Consumed::Allowed(usage) => {
             for (item, used) in items.iter().zip(usage) {
                 let labels = [tenant.id.as_str(), item.metric.as_str()];
@@ -59,7 +64,9 @@ pub fn consume(
             Ok(())
         }
         Consumed::Exceeded { index, usage } => {
-            let item = &items[index];
+            let (Some(item), Some(ttl)) = (items.get(index), ttls.get(index)) else {
+                return Err(Refusal::new(Problem::QuotaExceeded, "a quota is used up"));
+            };
             metrics
                 .quota_exceeded
                 .with_label_values(&[&tenant.id, &item.metric])
@@ -71,7 +78,7 @@ pub fn consume(
                     item.metric, item.limit, item.period
                 ),
             )
-            .retry_after(ends[index].saturating_sub(now).max(1)))
+            .retry_after(*ttl))
         }
     }
 }

@@ -1,64 +1,52 @@
 //! Stage 6, rate limit: every rate limit of the tenant's plan (with its overrides) applies, each
-//! per tenant, per principal or per route; the most restrictive decides. Answers carry
-//! `RateLimit-Policy` and `RateLimit` (IETF httpapi draft), optionally the legacy `X-RateLimit-*`
-//! trio, and a 429 carries `Retry-After`.
+//! per tenant, per principal or per route; the most restrictive decides. The checks themselves
+//! happen in `limits::Limits::check` (in this process, or in Redis with the quotas in one call);
+//! this stage turns them into an answer: `RateLimit-Policy` and `RateLimit` (IETF httpapi draft),
+//! optionally the legacy `X-RateLimit-*` trio, and on refusal 429 with `Retry-After`.
 
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
 use crate::error::{Problem, Refusal};
-use crate::limits::rate::{Check, RateLimiters};
+use crate::limits::rate::Check;
 use crate::metrics::Metrics;
 use crate::tenants::Tenant;
-use crate::tenants::plans::Scope;
 
-/// Checks every limit; returns the headers to send either way.
-pub fn check(
-    limiters: &RateLimiters,
+/// The headers to send either way, and the refusal if a limit refused.
+pub fn respond(
     metrics: &Metrics,
     tenant: &Tenant,
-    principal: &str,
-    route: Option<&str>,
+    checks: &[Check],
     legacy: bool,
 ) -> (Vec<(HeaderName, HeaderValue)>, Result<(), Refusal>) {
-    if tenant.rate_limits.is_empty() {
+    if checks.is_empty() {
         return (Vec::new(), Ok(()));
     }
-    let mut results: Vec<(&str, u64, Duration, Check)> =
-        Vec::with_capacity(tenant.rate_limits.len());
-    for limit in &tenant.rate_limits {
-        let key = match limit.per {
-            Scope::Tenant => tenant.id.clone(),
-            Scope::Principal => format!("{}\u{1f}{principal}", tenant.id),
-            Scope::Route => format!("{}\u{1f}{}", tenant.id, route.unwrap_or("-")),
-        };
-        results.push((
-            &limit.name,
-            limit.limit,
-            limit.window,
-            limiters.check(limit, &key),
-        ));
-    }
-    let policy: Vec<String> = results
-        .iter()
-        .map(|(name, limit, window, _)| {
-            format!("\"{name}\";q={limit};w={}", window.as_secs().max(1))
+    let limits = tenant.rate_limits.iter().zip(checks);
+    let policy: Vec<String> = limits
+        .clone()
+        .map(|(l, _)| {
+            format!(
+                "\"{}\";q={};w={}",
+                l.name,
+                l.limit,
+                l.window.as_secs().max(1)
+            )
         })
         .collect();
-    let state: Vec<String> = results
-        .iter()
-        .map(|(name, _, _, c)| format!("\"{name}\";r={};t={}", c.remaining, ceil_secs(c.reset)))
+    let state: Vec<String> = limits
+        .clone()
+        .map(|(l, c)| format!("\"{}\";r={};t={}", l.name, c.remaining, ceil_secs(c.reset)))
         .collect();
     let mut headers = Vec::with_capacity(5);
     push(&mut headers, "ratelimit-policy", &policy.join(", "));
     push(&mut headers, "ratelimit", &state.join(", "));
     // The most restrictive: a refusing limit with the longest wait, else the fewest remaining.
-    let tightest = results
-        .iter()
-        .max_by_key(|(_, _, _, c)| (!c.allowed, c.retry_after, std::cmp::Reverse(c.remaining)));
-    if let (true, Some((_, limit, _, c))) = (legacy, tightest) {
-        push(&mut headers, "x-ratelimit-limit", &limit.to_string());
+    let tightest =
+        limits.max_by_key(|(_, c)| (!c.allowed, c.retry_after, std::cmp::Reverse(c.remaining)));
+    if let (true, Some((limit, c))) = (legacy, tightest) {
+        push(&mut headers, "x-ratelimit-limit", &limit.limit.to_string());
         push(
             &mut headers,
             "x-ratelimit-remaining",
@@ -71,14 +59,14 @@ pub fn check(
         );
     }
     match tightest {
-        Some((name, _, _, c)) if !c.allowed => {
+        Some((limit, c)) if !c.allowed => {
             metrics
                 .rate_limited
-                .with_label_values(&[tenant.id.as_str(), name])
+                .with_label_values(&[tenant.id.as_str(), &limit.name])
                 .inc();
             let refusal = Refusal::new(
                 Problem::RateLimited,
-                format!("the rate limit {name:?} of the plan is reached"),
+                format!("the rate limit {:?} of the plan is reached", limit.name),
             )
             .retry_after(ceil_secs(c.retry_after).max(1));
             (headers, Err(refusal))

@@ -37,14 +37,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &req)) }
+                async move { Ok::<_, Infallible>(answer(&shared, &req).await) }
             });
             let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") if shared.draining.load(Ordering::Relaxed) => (
@@ -59,7 +59,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             shared.metrics.render(),
         ),
         (&Method::GET, path) if path == "/usage" || path.starts_with("/usage/") => {
-            usage(shared, req)
+            usage(shared, req).await
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -76,8 +76,8 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// `/usage` (every tenant) and `/usage/{tenant}`, with an optional `?period=2026-11`.
-fn usage(shared: &Shared, req: &Request<Incoming>) -> (StatusCode, &'static str, String) {
-    let snapshot = shared.snapshot.load();
+async fn usage(shared: &Shared, req: &Request<Incoming>) -> (StatusCode, &'static str, String) {
+    let snapshot = shared.snapshot.load_full();
     let Some(directory) = &snapshot.tenants else {
         return (
             StatusCode::NOT_FOUND,
@@ -89,19 +89,24 @@ fn usage(shared: &Shared, req: &Request<Incoming>) -> (StatusCode, &'static str,
         .uri()
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("period=")));
-    let store = &shared.limits.quotas;
-    let body = match req.uri().path().strip_prefix("/usage/") {
-        None | Some("") => crate::limits::usage::all(store, directory, period),
-        Some(id) => match directory.get(id) {
-            Some(tenant) => crate::limits::usage::tenant(store, tenant, period),
-            None => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    "text/plain",
-                    "unknown tenant\n".to_string(),
-                );
-            }
-        },
-    };
-    (StatusCode::OK, "application/json", body.to_string())
+    let tenant = req
+        .uri()
+        .path()
+        .strip_prefix("/usage/")
+        .filter(|t| !t.is_empty());
+    if tenant.is_some_and(|t| directory.get(t).is_none()) {
+        return (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "unknown tenant\n".to_string(),
+        );
+    }
+    match shared.limits.report(directory, tenant, period).await {
+        Ok(body) => (StatusCode::OK, "application/json", body.to_string()),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{e}\n"),
+        ),
+    }
 }

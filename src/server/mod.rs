@@ -21,8 +21,6 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
-use crate::limits::rate::RateLimiters;
-use crate::limits::store::QuotaStore;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, UpstreamClient};
@@ -79,10 +77,7 @@ impl Server {
             draining: AtomicBool::new(false),
             snapshot: ArcSwap::from_pointee(snapshot),
             jwks: JwksCache::new(),
-            limits: Limits {
-                rate: RateLimiters::default(),
-                quotas: QuotaStore::open(&config.limits)?,
-            },
+            limits: Limits::open(&config.limits)?,
         };
         Ok(Server {
             shared: Arc::new(shared),
