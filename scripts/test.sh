@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, as "command:package" pairs. Later stages add nginx and
-# redis-server here.
-required=("curl:curl")
+# Debian packages the tests use, as "command:package" pairs (the Redis tests start their own
+# redis-server on a free port). Later stages add nginx.
+required=("curl:curl" "redis-server:redis-server")
 missing=()
 for pair in "${required[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

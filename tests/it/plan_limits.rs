@@ -19,6 +19,11 @@ const PLANS: &str = "plans:
     rate_limits: [{ name: paced, limit: 60, window: 1m, burst: 1 }]
   per-caller:
     rate_limits: [{ name: per-caller, limit: 20, window: 1h, burst: 2, per: principal }]
+  shared:
+    quotas: { api_calls: { limit: 10, period: month } }
+  strict:
+    on_store_failure: refuse
+    quotas: { api_calls: { limit: 10, period: month } }
 ";
 
 const TENANTS: &str = "tenants:
@@ -26,6 +31,8 @@ const TENANTS: &str = "tenants:
   - { id: metered, plan: metered, status: active }
   - { id: paced, plan: paced, status: active }
   - { id: callers, plan: per-caller, status: active }
+  - { id: shared, plan: shared, status: active }
+  - { id: strict, plan: strict, status: active }
 ";
 
 fn options(keys: &Keys, limits: &str) -> Options {
@@ -329,4 +336,97 @@ fn the_usage_command_reports_from_a_running_tollgate_and_from_the_store() {
     let all = usage(&[]);
     assert!(all.contains("tight") && all.contains("metered"), "{all}");
     drop(upstream);
+}
+
+fn redis_limits(redis: &crate::support::redis::RedisServer, timeout: &str) -> String {
+    format!(
+        "limits:\n  backend: redis\n  redis: {{ url: {}, timeout: {timeout}, replicas: 2, breaker_failures: 1, breaker_cooldown: 200ms }}\n",
+        redis.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_redis_never_let_a_tenant_past_its_limits_together() {
+    let redis = crate::support::redis::RedisServer::start();
+    // A generous timeout: this test is about sharing, not about the fallback.
+    let limits = redis_limits(&redis, "2s");
+    let (_a_up, a) = start(&limits).await;
+    let (_b_up, b) = start(&limits).await;
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            tokio::spawn(async move { get(addr, "/x", &[("host", "shared.app.test")]).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match reply.status.as_u16() {
+            200 => allowed += 1,
+            _ => reply.assert_problem(429, "quota-exceeded"),
+        }
+    }
+    assert_eq!(allowed, 10, "one quota of 10 across both replicas");
+    assert_eq!(used(&a, "shared", "api_calls"), 10);
+    assert_eq!(
+        used(&b, "shared", "api_calls"),
+        10,
+        "both read the same Redis counters"
+    );
+
+    // The rate limit is shared too: a burst of 5 between the two.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            tokio::spawn(async move {
+                get(addr, "/x", &[("host", "tight.app.test")])
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        passed += u32::from(task.await.unwrap() == 200);
+    }
+    assert_eq!(passed, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_limits_fall_back_and_the_counts_are_reconciled_when_it_returns() {
+    let mut redis = crate::support::redis::RedisServer::start();
+    let (_upstream, tollgate) = start(&redis_limits(&redis, "200ms")).await;
+    let shared = [("host", "shared.app.test")];
+    for _ in 0..4 {
+        assert_eq!(get(tollgate.addr, "/x", &shared).await.status, 200);
+    }
+    redis.stop();
+    // Local fallback: the headroom Redis last reported (10 - 4) shared by 2 replicas = 3.
+    let mut allowed = 0;
+    for _ in 0..6 {
+        let reply = get(tollgate.addr, "/x", &shared).await;
+        match reply.status.as_u16() {
+            200 => allowed += 1,
+            _ => reply.assert_problem(429, "quota-exceeded"),
+        }
+    }
+    assert_eq!(allowed, 3);
+    assert!(tollgate.metric("tollgate_redis_errors_total") >= 1.0);
+    assert_eq!(tollgate.metric("tollgate_redis_breaker_open"), 1.0);
+    // A plan that refuses rather than fall back.
+    get(tollgate.addr, "/x", &[("host", "strict.app.test")])
+        .await
+        .assert_problem(503, "limits-unavailable");
+
+    redis.restart();
+    let addr = tollgate.addr;
+    eventually("requests reach Redis again", async || {
+        get(addr, "/x", &[("host", "shared.app.test")]).await.status == 200
+    })
+    .await;
+    assert!(tollgate.metric("tollgate_redis_reconciled_counters_total") >= 1.0);
+    assert_eq!(tollgate.metric("tollgate_redis_breaker_open"), 0.0);
+    // Redis restarted empty: it now holds the 3 outage counts plus the request that reached it.
+    assert_eq!(used(&tollgate, "shared", "api_calls"), 4);
 }
