@@ -188,6 +188,10 @@ Try:
   curl -si localhost:{port}/api/v1/agents                                      # 401 unauthenticated
   curl -si localhost:{port}/nowhere                                            # 403 no-route
   curl -s --path-as-is 'http://{proxy}/public/../admin'                  # judged and forwarded as /admin: 401
+  for i in $(seq 60); do curl -s -o /dev/null -w '%{{http_code}} ' -H 'Host: globex.localhost' \\
+    -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents; done; echo   # 429 after 50
+  curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents | grep -i ratelimit
+  cargo run -q -- usage --tenant globex                                  # quota use (kept across restarts)
   curl -s http://{admin}/metrics | grep tollgate_
 
 Ctrl-C stops the demo.",

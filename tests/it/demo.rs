@@ -12,8 +12,9 @@ use crate::support::tollgate::{BIN, admin_get, free_port, send_signal};
 
 struct Demo {
     child: Child,
+    admin: SocketAddr,
     /// The demo's own usage store directory.
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
     addr: SocketAddr,
     /// The banner, as printed.
     banner: String,
@@ -29,10 +30,14 @@ impl Drop for Demo {
 }
 
 fn start_demo() -> Demo {
+    start_demo_in(tempfile::tempdir().unwrap())
+}
+
+/// A demo whose usage store lives in `state` (so a second demo can find the first one's counts).
+fn start_demo_in(state: tempfile::TempDir) -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .env("TOLLGATE_STATE_DIR", state.path())
         .args([
@@ -80,7 +85,8 @@ fn start_demo() -> Demo {
         .collect();
     Demo {
         child,
-        _state: state,
+        state,
+        admin,
         addr,
         banner,
         credentials,
@@ -188,5 +194,87 @@ async fn the_demo_resolves_tenants_and_callers_as_its_banner_says() {
         reply.upstream_header("x-api-key"),
         None,
         "the key itself is not forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
+    let mut demo = start_demo();
+    let carol = format!("Bearer {}", demo.credentials["CAROL"]);
+    let headers = [
+        ("host", "globex.localhost"),
+        ("authorization", carol.as_str()),
+    ];
+    let mut passed = 0;
+    let refused = loop {
+        let reply = get(demo.addr, "/api/v1/agents", &headers).await;
+        assert!(
+            reply.headers.contains_key("ratelimit-policy")
+                && reply.headers.contains_key("ratelimit")
+        );
+        if reply.status != 200 {
+            break reply;
+        }
+        passed += 1;
+        assert!(passed <= 1000, "never limited");
+    };
+    refused.assert_problem(429, "rate-limited");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(
+        refused.headers["ratelimit-policy"],
+        "\"hourly\";q=1000;w=3600"
+    );
+    assert_eq!(
+        passed, 50,
+        "basic: 1,000 an hour with the default burst of 5%"
+    );
+
+    send_signal(demo.child.id(), libc::SIGTERM);
+    assert!(demo.child.wait().unwrap().success());
+    // Nothing runs: `tollgate usage` reads the store the demo flushed on its way out.
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.yaml");
+    let output = Command::new(BIN)
+        .env("TOLLGATE_STATE_DIR", demo.state.path())
+        .args([
+            "usage",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "globex",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let api_calls = |report: &serde_json::Value| {
+        report["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["metric"] == "api_calls")
+            .unwrap()["used"]
+            .clone()
+    };
+    assert_eq!(
+        api_calls(&report[0]),
+        50,
+        "rate-limited requests are not counted"
+    );
+
+    let state = std::mem::replace(&mut demo.state, tempfile::tempdir().unwrap());
+    let restarted = start_demo_in(state);
+    let (status, body) = admin_get(restarted.admin, "/usage/globex").unwrap();
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        api_calls(&report),
+        50,
+        "the count is the same after restarting the demo"
     );
 }
