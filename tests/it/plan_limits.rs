@@ -373,6 +373,19 @@ async fn two_processes_sharing_redis_never_let_a_tenant_past_its_limits_together
         10,
         "both read the same Redis counters"
     );
+    // An exhausted quota is remembered until its period ends: refusals cost no Redis call.
+    get(a.addr, "/x", &[("host", "shared.app.test")])
+        .await
+        .assert_problem(429, "quota-exceeded");
+    let calls = "tollgate_limits_store_duration_seconds_count";
+    let before = a.metric(calls);
+    assert!(before >= 1.0);
+    for _ in 0..3 {
+        get(a.addr, "/x", &[("host", "shared.app.test")])
+            .await
+            .assert_problem(429, "quota-exceeded");
+    }
+    assert_eq!(a.metric(calls), before, "answered from the local cache");
 
     // The rate limit is shared too: a burst of 5 between the two.
     let tasks: Vec<_> = (0..16)
