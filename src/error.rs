@@ -46,6 +46,8 @@ pub enum Problem {
     QuotaExceeded,
     /// 503: the shared limits store is unreachable and the plan refuses rather than fall back.
     LimitsUnavailable,
+    /// 503: audit is `required` and records cannot be written.
+    AuditUnavailable,
     /// 413: the body is larger than `server.limits.max_body_bytes`.
     PayloadTooLarge,
     /// 431: too many or too large request headers.
@@ -76,7 +78,9 @@ impl Problem {
             Problem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Problem::Overloaded | Problem::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Overloaded | Problem::LimitsUnavailable | Problem::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Problem::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -98,6 +102,7 @@ impl Problem {
             Problem::RateLimited => "rate-limited",
             Problem::QuotaExceeded => "quota-exceeded",
             Problem::LimitsUnavailable => "limits-unavailable",
+            Problem::AuditUnavailable => "audit-unavailable",
             Problem::PayloadTooLarge => "payload-too-large",
             Problem::HeadersTooLarge => "headers-too-large",
             Problem::UpstreamUnavailable => "upstream-unavailable",
@@ -123,6 +128,7 @@ impl Problem {
             Problem::RateLimited => "Rate limit reached",
             Problem::QuotaExceeded => "Quota exceeded",
             Problem::LimitsUnavailable => "Limits unavailable",
+            Problem::AuditUnavailable => "Audit unavailable",
             Problem::PayloadTooLarge => "Request body too large",
             Problem::HeadersTooLarge => "Request headers too large",
             Problem::UpstreamUnavailable => "Upstream unavailable",

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub redis_breaker: IntGauge,
     /// Outage quota counters added to Redis after it came back.
     pub reconciled: IntCounter,
+    /// Audit records waiting to be written.
+    pub audit_queue: IntGauge,
+    /// Audit records lost (best-effort mode, a full queue, or a sink failing until shutdown).
+    pub audit_lost: IntCounter,
+    /// Failed writes to an audit sink.
+    pub audit_write_errors: IntCounter,
 }
 
 impl Metrics {
@@ -161,6 +167,25 @@ impl Metrics {
             "tollgate_redis_reconciled_counters_total",
             "Outage quota counters added to Redis after it came back.",
         )?;
+        let audit_queue = IntGauge::new(
+            "tollgate_audit_queue_depth",
+            "Audit records waiting to be written.",
+        )?;
+        let audit_lost = IntCounter::new(
+            "tollgate_audit_lost_records_total",
+            "Audit records lost, each also logged.",
+        )?;
+        let audit_write_errors = IntCounter::new(
+            "tollgate_audit_write_errors_total",
+            "Failed writes to an audit sink.",
+        )?;
+        for collector in [
+            Box::new(audit_queue.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audit_lost.clone()),
+            Box::new(audit_write_errors.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         for collector in [
             Box::new(store_latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(redis_errors.clone()),
@@ -203,6 +228,9 @@ impl Metrics {
             redis_errors,
             redis_breaker,
             reconciled,
+            audit_queue,
+            audit_lost,
+            audit_write_errors,
         })
     }
 

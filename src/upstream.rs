@@ -14,10 +14,12 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use crate::audit::body::Counted;
 use crate::config::Upstream;
 
-/// The body Tollgate sends upstream: the client's body, streamed, with the size limit applied.
-pub type UpstreamBody = Limited<Incoming>;
+/// The body Tollgate sends upstream: the client's body, streamed, with the size limit applied,
+/// counted for the audit record.
+pub type UpstreamBody = Counted<Limited<Incoming>>;
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// Builds the pooled client for the configured upstream.

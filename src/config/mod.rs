@@ -17,7 +17,9 @@ use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-pub use raw::{Backend, LogFormat, TenantSource, Unmatched};
+pub use raw::{
+    AuditMode, AuditRecords, Backend, Fsync, LogFormat, Redaction, TenantSource, Unmatched,
+};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]
@@ -35,6 +37,30 @@ pub struct Config {
     /// Routes and Cedar policies; without it there are no route and authorize stages.
     pub authorization: Option<Authorization>,
     pub limits: LimitsStore,
+    /// Audit records; without it none are written.
+    pub audit: Option<Audit>,
+    /// At most this many tenants get their own metric label; the rest are `other`.
+    pub metrics_max_tenants: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub stdout: bool,
+    pub file: Option<AuditFile>,
+    pub queue: usize,
+    pub mode: AuditMode,
+    pub records: AuditRecords,
+    pub client_ip: Redaction,
+    pub user_agent: Redaction,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditFile {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub keep: usize,
+    pub fsync: Fsync,
 }
 
 /// Where rate limits and quota usage are kept.

@@ -21,6 +21,82 @@ pub struct RawConfig {
     pub identity: Option<RawIdentity>,
     pub authorization: Option<RawAuthorization>,
     pub limits: Option<RawLimitsStore>,
+    pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub max_tenants: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    #[serde(default)]
+    pub stdout: bool,
+    pub file: Option<RawAuditFile>,
+    pub queue: Option<usize>,
+    pub mode: Option<AuditMode>,
+    pub records: Option<AuditRecords>,
+    #[serde(default)]
+    pub redact: RawRedact,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditFile {
+    pub path: String,
+    pub max_bytes: Option<Bytes>,
+    pub max_age: Option<Dur>,
+    pub keep: Option<usize>,
+    pub fsync: Option<Fsync>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedact {
+    pub client_ip: Option<Redaction>,
+    pub user_agent: Option<Redaction>,
+}
+
+/// What happens when audit records cannot be written.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditMode {
+    /// Wait for room, then refuse requests with 503: no request is served unrecorded.
+    Required,
+    /// Keep serving; every lost record is counted and logged.
+    BestEffort,
+}
+
+/// One decision record before forwarding plus a completion record, or one record at the end.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditRecords {
+    Split,
+    Merged,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// After every batch of records.
+    Always,
+    /// At most once a second.
+    Interval,
+    /// Never; the OS decides.
+    Never,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Redaction {
+    Keep,
+    Hash,
+    Drop,
 }
 
 #[derive(Debug, Deserialize)]

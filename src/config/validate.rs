@@ -248,6 +248,31 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             }
         }
     };
+    let audit = raw.audit.map(|a| {
+        if !a.stdout && a.file.is_none() {
+            errs.push("audit", "needs a sink: `stdout: true` and/or a `file`");
+        }
+        let file = a.file.map(|f| super::AuditFile {
+            path: tidy(&base.join(f.path)),
+            max_bytes: f.max_bytes.map_or(100 * 1024 * 1024, |b| b.0),
+            max_age: errs.positive(
+                "audit.file.max_age",
+                f.max_age,
+                Duration::from_secs(24 * 3600),
+            ),
+            keep: f.keep.unwrap_or(10),
+            fsync: f.fsync.unwrap_or(super::Fsync::Interval),
+        });
+        super::Audit {
+            stdout: a.stdout,
+            file,
+            queue: errs.at_least("audit.queue", a.queue, 10_000, 1),
+            mode: a.mode.unwrap_or(super::AuditMode::Required),
+            records: a.records.unwrap_or(super::AuditRecords::Split),
+            client_ip: a.redact.client_ip.unwrap_or(super::Redaction::Keep),
+            user_agent: a.redact.user_agent.unwrap_or(super::Redaction::Keep),
+        }
+    });
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",
@@ -268,6 +293,8 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         identity,
         authorization,
         limits,
+        audit,
+        metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
     })
 }
 

@@ -9,6 +9,7 @@ use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::audit::body::Counted;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
 use crate::server::Shared;
@@ -21,7 +22,7 @@ use super::{Context, ProxyBody};
 pub async fn forward(
     shared: &Shared,
     snapshot: &Snapshot,
-    ctx: &Context,
+    ctx: &mut Context,
     mut request: Request<Incoming>,
     target: Target,
 ) -> Result<Response<ProxyBody>, Refusal> {
@@ -73,7 +74,11 @@ pub async fn forward(
 
     let max_body = config.server.limits.max_body_bytes;
     let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
-    let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+    let upstream_request = Request::from_parts(
+        parts,
+        Counted::new(Limited::new(body, limit), ctx.received.clone()),
+    );
+    let sent_at = std::time::Instant::now();
 
     let timeout = config.upstream.response_timeout;
     let mut response =
@@ -92,6 +97,7 @@ pub async fn forward(
             Ok(Err(err)) => return Err(classify(shared, &err, max_body)),
             Ok(Ok(response)) => response,
         };
+    ctx.upstream_us = Some(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = hyper::upgrade::on(&mut response);

@@ -14,8 +14,9 @@ mod record;
 mod route;
 pub mod tenant;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -23,7 +24,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::audit::body::Completing;
 use crate::authz::decide::Decision;
+use crate::config::AuditRecords;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::identity::Principal;
@@ -60,11 +63,43 @@ pub struct Context {
     pub decision: Option<Arc<Decision>>,
     /// `RateLimit*` headers for the answer, whatever it is.
     pub rate_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The client's address (the peer, or `X-Forwarded-For` through trusted proxies).
+    pub client_ip: IpAddr,
+    /// What the audit record says of the request.
+    pub host: Option<String>,
+    pub path: String,
+    pub user_agent: Option<String>,
+    /// The matched route's action and resource.
+    pub action: Option<String>,
+    pub resource: Option<(String, String)>,
+    /// A shadow route whose policies denied (and the request was forwarded).
+    pub shadow_deny: bool,
+    /// Microseconds until decided, and until the upstream's response head.
+    pub decided_us: Option<u64>,
+    pub upstream_us: Option<u64>,
+    /// Whether the request went to the upstream (its decision record is already written).
+    pub forwarded: bool,
+    /// Bytes of the request body the upstream received.
+    pub received: Arc<AtomicU64>,
+    /// The problem slug when refused.
+    pub problem: Option<&'static str>,
 }
 
 impl Context {
     pub fn new(request_id: HeaderValue, peer: SocketAddr, peer_trusted: bool, tls: bool) -> Self {
         Context {
+            client_ip: peer.ip(),
+            host: None,
+            path: String::new(),
+            user_agent: None,
+            action: None,
+            resource: None,
+            shadow_deny: false,
+            decided_us: None,
+            upstream_us: None,
+            forwarded: false,
+            received: Arc::new(AtomicU64::new(0)),
+            problem: None,
             request_id,
             peer,
             peer_trusted,
@@ -80,12 +115,15 @@ impl Context {
     }
 }
 
+/// The body of every answer: the upstream's or Tollgate's own, counted for the audit record.
+pub type ResponseBody = Completing<ProxyBody>;
+
 /// Serves one request from start to finish. Never fails: every refusal becomes an answer.
 pub async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: ConnInfo,
     request: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> Response<ResponseBody> {
     let snapshot = shared.snapshot.load_full();
     let mut ctx = Context::new(
         headers::request_id(request.headers()),
@@ -93,10 +131,26 @@ pub async fn handle(
         snapshot.is_trusted_proxy(conn.peer.ip()),
         conn.tls,
     );
+    let h = request.headers();
+    ctx.client_ip = headers::client_ip(h, conn.peer.ip(), |ip| snapshot.is_trusted_proxy(ip));
+    ctx.host = h
+        .get(http::header::HOST)
+        .or(None)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    ctx.path = request.uri().path().to_string();
+    ctx.user_agent = h
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let method = request.method().clone();
     let mut response = match run(shared, &snapshot, &mut ctx, request).await {
         Ok(response) => response,
-        Err(refusal) => refusal.into_response(&ctx.request_id),
+        Err(refusal) => {
+            ctx.problem = Some(refusal.problem.slug());
+            refusal.into_response(&ctx.request_id)
+        }
     };
     let headers = response.headers_mut();
     headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
@@ -104,7 +158,11 @@ pub async fn handle(
         headers.insert(name, value);
     }
     record::record(&shared.metrics, &ctx, &method, response.status());
-    response
+    let completion = shared
+        .auditor
+        .as_ref()
+        .and_then(|auditor| record::audit(auditor, &ctx, &method, response.status()));
+    response.map(|body| Completing::new(body, completion))
 }
 
 async fn run(
@@ -138,6 +196,17 @@ async fn run(
         input,
     )
     .await?;
+    ctx.decided_us = Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    // The decision is on record before the request goes anywhere.
+    if let Some(auditor) = &shared.auditor
+        && auditor.records == AuditRecords::Split
+    {
+        let method = request.method().clone();
+        auditor
+            .record(record::decision(auditor, ctx, &method, None))
+            .await?;
+    }
+    ctx.forwarded = true;
     // 8. forward.
     forward::forward(shared, snapshot, ctx, request, target).await
 }
@@ -167,6 +236,7 @@ pub async fn decide(
     // 1. normalize: the one canonical target every later stage and the upstream see.
     ctx.stage = "normalize";
     let mut target = normalize::target(input.uri, input.headers)?;
+    ctx.path = target.path_and_query.path().to_string();
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
     ctx.stage = "tenant";
@@ -203,6 +273,12 @@ pub async fn decide(
         None => None,
     };
     ctx.route = route.as_ref().map(|r| r.route.id.clone());
+    if let Some(found) = &route {
+        ctx.action = Some(found.route.action.clone());
+        ctx.resource = Some((found.route.resource_type.clone(), found.resource_id.clone()));
+    }
+    // After a tenant path prefix was stripped, this is the path authorized and forwarded.
+    ctx.path = target.path_and_query.path().to_string();
 
     // 4. identity, then the tenant from a token claim and the credentials-tenant check.
     ctx.stage = "identity";
@@ -237,6 +313,7 @@ pub async fn decide(
             path: target.path_and_query.path(),
         };
         let (decision, result) = authorize::authorize(authz, metrics, &request);
+        ctx.shadow_deny = !decision.allowed && found.route.shadow;
         ctx.decision = Some(decision);
         result?;
     }

@@ -1,8 +1,14 @@
-//! Stage 9, record: what happened to the request, for metrics and logs. Runs for allowed and
-//! refused requests alike.
+//! Stage 9, record: what happened to the request, for metrics, logs and the audit log. Runs for
+//! allowed and refused requests alike.
 
 use http::{Method, StatusCode};
+use std::sync::Arc;
 
+use crate::audit::Auditor;
+use crate::audit::body::Completion;
+use crate::audit::record::{self as audit, Kind, Record};
+use crate::config::AuditRecords;
+use crate::identity::AuthMethod;
 use crate::metrics::Metrics;
 
 use super::Context;
@@ -19,4 +25,99 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
         micros = elapsed.as_micros() as u64,
         "request"
     );
+}
+
+/// The decision record: who, what, the verdict and why. `status` is set when this is the only
+/// record (a refused request, or a merged record).
+pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Option<u16>) -> Record {
+    let mut r = Record::new(
+        Kind::Decision,
+        ctx.request_id.to_str().unwrap_or_default().to_string(),
+    );
+    r.tenant = ctx.tenant.as_ref().map(|t| t.id.clone());
+    r.plan = ctx.tenant.as_ref().map(|t| t.plan.id.clone());
+    r.principal = ctx.principal.as_ref().map(|p| audit::Principal {
+        id: p.id.clone(),
+        kind: match p.method {
+            AuthMethod::Jwt => "user",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Anonymous => "anonymous",
+        },
+        auth: p.method.as_str(),
+    });
+    r.route = ctx.route.clone();
+    r.action = ctx.action.clone();
+    r.resource = ctx.resource.as_ref().map(|(kind, id)| audit::Resource {
+        kind: kind.clone(),
+        id: id.clone(),
+    });
+    let refused = ctx.problem.is_some() && !ctx.forwarded;
+    r.decision = Some(if refused { "deny" } else { "allow" });
+    r.stage = Some(ctx.stage);
+    r.problem = ctx.problem;
+    if let Some(decision) = &ctx.decision {
+        r.policies = decision.policies.clone();
+        r.errors = decision.errors.clone();
+    }
+    r.shadow = ctx.shadow_deny;
+    r.http = audit::Http {
+        method: method.to_string(),
+        host: ctx.host.clone(),
+        path: ctx.path.clone(),
+        status,
+    };
+    r.client = audit::Client {
+        ip: auditor.client_ip(&ctx.client_ip.to_string()),
+        user_agent: auditor.user_agent(ctx.user_agent.as_deref()),
+    };
+    r.timing_us.decision = ctx.decided_us;
+    r
+}
+
+/// After the answer: a refused request's only record goes out now; a forwarded one gets its
+/// completion (or merged) record when the response body ends.
+pub fn audit(
+    auditor: &Arc<Auditor>,
+    ctx: &Context,
+    method: &Method,
+    status: StatusCode,
+) -> Option<Completion> {
+    if !ctx.forwarded {
+        let mut r = decision(auditor, ctx, method, Some(status.as_u16()));
+        r.timing_us.total =
+            Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        auditor.record_now(r);
+        return None;
+    }
+    let record = match auditor.records {
+        AuditRecords::Merged => {
+            let mut r = decision(auditor, ctx, method, Some(status.as_u16()));
+            r.kind = Kind::Request;
+            r
+        }
+        AuditRecords::Split => {
+            let mut r = Record::new(
+                Kind::Completion,
+                ctx.request_id.to_str().unwrap_or_default().to_string(),
+            );
+            r.tenant = ctx.tenant.as_ref().map(|t| t.id.clone());
+            r.problem = ctx.problem;
+            r.http = audit::Http {
+                method: method.to_string(),
+                host: ctx.host.clone(),
+                path: ctx.path.clone(),
+                status: Some(status.as_u16()),
+            };
+            r.timing_us.decision = ctx.decided_us;
+            r
+        }
+    };
+    let mut record = record;
+    record.timing_us.upstream = ctx.upstream_us;
+    Some(Completion {
+        auditor: auditor.clone(),
+        record,
+        started: ctx.started,
+        received: ctx.received.clone(),
+    })
 }

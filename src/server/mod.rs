@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::Auditor;
 use crate::config::Config;
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub jwks: JwksCache,
     /// Rate limit state and quota usage, kept across snapshots.
     pub limits: Limits,
+    /// The audit log, when configured.
+    pub auditor: Option<Arc<Auditor>>,
 }
 
 /// A server whose sockets are open, ready to serve.
@@ -68,10 +71,16 @@ impl Server {
         let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
-        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+        let auditor = config
+            .audit
+            .as_ref()
+            .map(|audit| Auditor::start(audit, metrics.clone()).map(Arc::new))
+            .transpose()?;
         let shared = Shared {
             client: upstream::client(&config.upstream)?,
-            metrics: Arc::new(metrics),
+            metrics,
+            auditor,
             in_flight: Semaphore::new(limits.max_in_flight),
             tasks: TaskTracker::new(),
             draining: AtomicBool::new(false),
@@ -193,6 +202,10 @@ impl Server {
         let _ = admin_task.await;
         // Housekeeping ends with a last flush of the usage store.
         let _ = housekeeping.await;
+        // Every audit record queued so far is written before the process exits.
+        if let Some(auditor) = shared.auditor.clone() {
+            let _ = tokio::task::spawn_blocking(move || auditor.close()).await;
+        }
         tracing::info!("stopped");
     }
 }

@@ -1,0 +1,134 @@
+//! Where audit lines go: stdout and/or an append-only file with size- and age-based rotation and
+//! a configurable fsync policy. Written by one dedicated thread, off the request path.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{AuditFile, Fsync};
+
+pub struct FileSink {
+    config: AuditFile,
+    file: File,
+    size: u64,
+    opened: Instant,
+    synced: Instant,
+    /// Only regular files rotate (a device such as `/dev/full`, or a pipe, is written as is).
+    regular: bool,
+}
+
+fn open(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl FileSink {
+    pub fn open(config: &AuditFile) -> Result<FileSink, String> {
+        if let Some(parent) = config.path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let file = open(&config.path)
+            .map_err(|e| format!("{}: cannot open the audit file: {e}", config.path.display()))?;
+        let metadata = file.metadata().map_err(|e| e.to_string())?;
+        Ok(FileSink {
+            config: config.clone(),
+            size: metadata.len(),
+            regular: metadata.is_file(),
+            file,
+            opened: Instant::now(),
+            synced: Instant::now(),
+        })
+    }
+
+    pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.regular
+            && (self.size >= self.config.max_bytes || self.opened.elapsed() >= self.config.max_age)
+        {
+            self.rotate()?;
+        }
+        self.file.write_all(lines)?;
+        self.size += lines.len() as u64;
+        match self.config.fsync {
+            Fsync::Always => self.file.sync_data()?,
+            Fsync::Interval if self.synced.elapsed() >= Duration::from_secs(1) => {
+                self.file.sync_data()?;
+                self.synced = Instant::now();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.config.fsync == Fsync::Never {
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
+    /// Renames the current file to `<name>.<UTC time>` and starts a new one; keeps `keep` old ones.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        let stamp = humantime::format_rfc3339_micros(SystemTime::now())
+            .to_string()
+            .replace([':', '-'], "");
+        let mut rotated = self.config.path.clone().into_os_string();
+        rotated.push(format!(".{stamp}"));
+        std::fs::rename(&self.config.path, &rotated)?;
+        self.file = open(&self.config.path)?;
+        self.size = 0;
+        self.opened = Instant::now();
+        self.prune();
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let (Some(dir), Some(name)) = (self.config.path.parent(), self.config.path.file_name())
+        else {
+            return;
+        };
+        let prefix = format!("{}.", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut old: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect();
+        old.sort();
+        while old.len() > self.config.keep {
+            let _ = std::fs::remove_file(old.remove(0));
+        }
+    }
+}
+
+/// Every configured sink.
+pub struct Sinks {
+    pub stdout: bool,
+    pub file: Option<FileSink>,
+}
+
+impl Sinks {
+    pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.stdout {
+            let mut out = io::stdout().lock();
+            out.write_all(lines)?;
+            out.flush()?;
+        }
+        if let Some(file) = &mut self.file {
+            file.write(lines)?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.sync(),
+            None => Ok(()),
+        }
+    }
+}
