@@ -1,8 +1,8 @@
 //! Prometheus metrics, served as text on the admin listener.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The process's metrics. Label values are bounded sets (status codes, error kinds).
@@ -50,6 +50,13 @@ pub struct Metrics {
     pub audit_lost: IntCounter,
     /// Failed writes to an audit sink.
     pub audit_write_errors: IntCounter,
+    /// Requests by tenant, plan, decision and the stage that decided.
+    pub tenant_requests: IntCounterVec,
+    /// Time spent in each pipeline stage.
+    pub stage_duration: HistogramVec,
+    /// Tenants that have their own label (at most `max_tenants`).
+    labelled: std::sync::Mutex<std::collections::HashSet<String>>,
+    max_tenants: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -179,6 +186,30 @@ impl Metrics {
             "tollgate_audit_write_errors_total",
             "Failed writes to an audit sink.",
         )?;
+        let tenant_requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests by tenant, plan, decision and the stage that decided (tenants past the label cap are `other`).",
+            ),
+            &["tenant", "plan", "decision", "stage"],
+        )?;
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_stage_duration_seconds",
+                "Time spent in each pipeline stage.",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
+                0.025, 0.1, 1.0,
+            ]),
+            &["stage"],
+        )?;
+        for collector in [
+            Box::new(tenant_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stage_duration.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         for collector in [
             Box::new(audit_queue.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(audit_lost.clone()),
@@ -231,7 +262,31 @@ impl Metrics {
             audit_queue,
             audit_lost,
             audit_write_errors,
+            tenant_requests,
+            stage_duration,
+            labelled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            max_tenants: std::sync::atomic::AtomicUsize::new(1000),
         })
+    }
+
+    /// Sets the tenant label cap (`metrics.max_tenants`).
+    pub fn set_max_tenants(&self, max: usize) {
+        self.max_tenants
+            .store(max, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The label for a tenant: its id while fewer than the cap have labels, else `other`, so a
+    /// platform with 100,000 tenants cannot blow up the metrics.
+    pub fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        if labelled.contains(tenant) {
+            return tenant;
+        }
+        if labelled.len() < self.max_tenants.load(std::sync::atomic::Ordering::Relaxed) {
+            labelled.insert(tenant.to_string());
+            return tenant;
+        }
+        "other"
     }
 
     /// The Prometheus text exposition of every metric.

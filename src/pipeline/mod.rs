@@ -83,9 +83,21 @@ pub struct Context {
     pub received: Arc<AtomicU64>,
     /// The problem slug when refused.
     pub problem: Option<&'static str>,
+    /// Time spent in each stage, in order.
+    pub stage_times: Vec<(&'static str, std::time::Duration)>,
+    stage_started: Instant,
 }
 
 impl Context {
+    /// Moves to the next stage, recording the time spent in the current one.
+    pub fn enter(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.stage_times
+            .push((self.stage, now - self.stage_started));
+        self.stage = stage;
+        self.stage_started = now;
+    }
+
     pub fn new(request_id: HeaderValue, peer: SocketAddr, peer_trusted: bool, tls: bool) -> Self {
         Context {
             client_ip: peer.ip(),
@@ -100,6 +112,8 @@ impl Context {
             forwarded: false,
             received: Arc::new(AtomicU64::new(0)),
             problem: None,
+            stage_times: Vec::with_capacity(8),
+            stage_started: Instant::now(),
             request_id,
             peer,
             peer_trusted,
@@ -234,12 +248,12 @@ pub async fn decide(
     input: Input<'_>,
 ) -> Result<Target, Refusal> {
     // 1. normalize: the one canonical target every later stage and the upstream see.
-    ctx.stage = "normalize";
+    ctx.enter("normalize");
     let mut target = normalize::target(input.uri, input.headers)?;
     ctx.path = target.path_and_query.path().to_string();
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
-    ctx.stage = "tenant";
+    ctx.enter("tenant");
     let tenancy = snapshot
         .config
         .tenancy
@@ -257,7 +271,7 @@ pub async fn decide(
     }
 
     // 3. route: the action and resource, from the canonical path.
-    ctx.stage = "route";
+    ctx.enter("route");
     let authorization = snapshot
         .config
         .authorization
@@ -281,7 +295,7 @@ pub async fn decide(
     ctx.path = target.path_and_query.path().to_string();
 
     // 4. identity, then the tenant from a token claim and the credentials-tenant check.
-    ctx.stage = "identity";
+    ctx.enter("identity");
     let principal = match input.principal {
         Some(forced) => forced,
         None => {
@@ -290,7 +304,7 @@ pub async fn decide(
         }
     };
     ctx.principal = Some(principal.clone());
-    ctx.stage = "tenant";
+    ctx.enter("tenant");
     if let Some((config, directory)) = tenancy {
         let operators = &snapshot.config.identity.operator_roles;
         ctx.tenant = Some(tenant::settle(
@@ -299,13 +313,15 @@ pub async fn decide(
     }
 
     // 5. authorize: the tenant's Cedar policies decide.
-    if let (Some((_, authz)), Some(found), Some(tenant)) = (authorization, &route, &ctx.tenant) {
-        ctx.stage = "authorize";
+    if let (Some((_, authz)), Some(found), Some(tenant)) =
+        (authorization, &route, ctx.tenant.clone())
+    {
+        ctx.enter("authorize");
         let client_ip = headers::client_ip(input.headers, ctx.peer.ip(), |ip| {
             snapshot.is_trusted_proxy(ip)
         });
         let request = authorize::Request {
-            tenant,
+            tenant: &tenant,
             principal: &principal,
             route: found,
             client_ip,
@@ -320,7 +336,7 @@ pub async fn decide(
 
     // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).
     if let (Some(limits), Some(tenant)) = (limits, ctx.tenant.clone()) {
-        ctx.stage = "ratelimit";
+        ctx.enter("ratelimit");
         let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -340,11 +356,11 @@ pub async fn decide(
         let (headers, result) = ratelimit::respond(metrics, &tenant, &outcome.checks, legacy);
         ctx.rate_headers = headers;
         result?;
-        ctx.stage = "quota";
+        ctx.enter("quota");
         if let Some(consumed) = outcome.consumed {
             quota::respond(metrics, &tenant, &items, &ttls, consumed)?;
         }
     }
-    ctx.stage = "forward";
+    ctx.enter("forward");
     Ok(target)
 }

@@ -17,6 +17,26 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
     let elapsed = ctx.started.elapsed();
     metrics.requests.with_label_values(&[status.as_str()]).inc();
     metrics.request_duration.observe(elapsed.as_secs_f64());
+    let tenant = ctx
+        .tenant
+        .as_ref()
+        .map_or("-", |t| metrics.tenant_label(&t.id));
+    let plan = ctx.tenant.as_ref().map_or("-", |t| t.plan.id.as_str());
+    let decision = if ctx.problem.is_some() && !ctx.forwarded {
+        "deny"
+    } else {
+        "allow"
+    };
+    metrics
+        .tenant_requests
+        .with_label_values(&[tenant, plan, decision, ctx.stage])
+        .inc();
+    for (stage, time) in &ctx.stage_times {
+        metrics
+            .stage_duration
+            .with_label_values(&[stage])
+            .observe(time.as_secs_f64());
+    }
     tracing::debug!(
         request_id = ctx.request_id.to_str().unwrap_or_default(),
         peer = %ctx.peer,

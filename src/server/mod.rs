@@ -72,6 +72,7 @@ impl Server {
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+        metrics.set_max_tenants(config.metrics_max_tenants);
         let auditor = config
             .audit
             .as_ref()
