@@ -125,6 +125,20 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: UsageFormat,
     },
+    /// Print the records of an audit file that match, as written.
+    Audit {
+        /// The audit file.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// allow or deny.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only records this recent, e.g. 15m, 1h, 2d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -290,6 +304,19 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
+        }
+        Command::Audit {
+            file,
+            tenant,
+            decision,
+            since,
+        } => {
+            let filter = tollgate::audit::query::Filter {
+                tenant: tenant.as_deref(),
+                decision: decision.as_deref(),
+                since,
+            };
+            print(tollgate::audit::query::filter(&file, &filter).map(|lines| lines.join("\n")))
         }
         Command::Keys {
             command:

@@ -8,6 +8,7 @@
 //! silently, and shutdown writes everything queued before the process exits.
 
 pub mod body;
+pub mod query;
 pub mod record;
 pub mod sink;
 
