@@ -267,6 +267,8 @@ pub async fn decide(
         (None, None) => None,
     };
     if let Some(tenant) = &resolved {
+        // Known now for the record, even if a later stage refuses; `settle` confirms it.
+        ctx.tenant = Some(tenant.clone());
         tenant.standing(SystemTime::now())?;
     }
 

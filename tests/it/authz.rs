@@ -15,7 +15,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// The shipped routes and policies, as files for the test's directory.
-fn shipped_policy_files() -> Vec<(String, String)> {
+pub fn shipped_policy_files() -> Vec<(String, String)> {
     let mut files = vec![(
         "routes.yaml".to_string(),
         std::fs::read_to_string(repo("config/routes.yaml")).unwrap(),

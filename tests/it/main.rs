@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod authz;
 mod check;
 mod demo;
