@@ -87,6 +87,14 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
     crate::logging::init(&config.log);
 
     let credentials = credentials(&config)?;
+    let audit_file = config
+        .audit
+        .as_ref()
+        .and_then(|a| a.file.as_ref())
+        .map_or_else(
+            || "(no audit file)".to_string(),
+            |f| f.path.display().to_string(),
+        );
     let upstream = TcpListener::bind(addrs.upstream)
         .await
         .map_err(|e| format!("cannot listen on {} (echo upstream): {e}", addrs.upstream))?;
@@ -97,7 +105,14 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
     tokio::spawn(crate::echo::serve(upstream, stop_echo.clone()));
     println!(
         "{}",
-        banner(proxy, admin, addrs.upstream, dir.path(), &credentials)
+        banner(
+            proxy,
+            admin,
+            addrs.upstream,
+            dir.path(),
+            &credentials,
+            &audit_file
+        )
     );
     server.serve(shutdown).await;
     stop_echo.cancel();
@@ -157,6 +172,7 @@ fn banner(
     upstream: SocketAddr,
     dir: &Path,
     credentials: &[(&str, String, &str)],
+    audit_file: &str,
 ) -> String {
     let exports: String = credentials
         .iter()
@@ -192,7 +208,8 @@ Try:
     -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents; done; echo   # 429 after 50
   curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents | grep -i ratelimit
   cargo run -q -- usage --tenant globex                                  # quota use (kept across restarts)
-  curl -s http://{admin}/metrics | grep tollgate_
+  cargo run -q -- audit --file {audit_file} --since 10m                   # the audit records
+  curl -s http://{admin}/metrics | grep tollgate_requests_total
 
 Ctrl-C stops the demo.",
         dir = dir.display()

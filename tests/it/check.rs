@@ -204,3 +204,33 @@ fn check_follows_the_config_into_tenants_plans_and_keys_files() {
         "{output}"
     );
 }
+
+#[test]
+fn the_grafana_dashboard_only_queries_metrics_tollgate_defines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/tollgate.json")).unwrap(),
+    )
+    .unwrap();
+    let defined = std::fs::read_to_string(root.join("src/metrics.rs")).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("tollgate_") {
+                    let base = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                    assert!(
+                        defined.contains(&format!("\"tollgate_{base}\"")),
+                        "{} queries undefined tollgate_{base}",
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+    }
+    assert!(queried >= 15, "{queried}");
+}

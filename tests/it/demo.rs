@@ -278,3 +278,71 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
         "the count is the same after restarting the demo"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_audits_an_allowed_and_a_denied_request_and_counts_them_per_tenant() {
+    let demo = start_demo();
+    let alice = format!("Bearer {}", demo.credentials["ALICE"]);
+    let carol = format!("Bearer {}", demo.credentials["CAROL"]);
+    let allowed = get(
+        demo.addr,
+        "/api/v1/agents/7",
+        &[("host", "acme.localhost"), ("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    let denied = get(
+        demo.addr,
+        "/api/v1/analytics/usage",
+        &[("host", "globex.localhost"), ("authorization", &carol)],
+    )
+    .await;
+    denied.assert_problem(403, "forbidden");
+    assert!(demo.banner.contains("audit --file"), "{}", demo.banner);
+
+    let audit = demo.state.path().join("audit.jsonl");
+    let decision_of = |id: &str| -> Option<serde_json::Value> {
+        std::fs::read_to_string(&audit)
+            .ok()?
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["request_id"] == id && r["type"] == "decision")
+    };
+    let allowed_id = allowed.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let denied_id = denied.headers["x-request-id"].to_str().unwrap().to_string();
+    crate::support::eventually("both decisions are on record", async || {
+        decision_of(&allowed_id).is_some() && decision_of(&denied_id).is_some()
+    })
+    .await;
+    let allowed = decision_of(&allowed_id).unwrap();
+    assert_eq!(
+        (allowed["decision"].as_str(), allowed["stage"].as_str()),
+        (Some("allow"), Some("forward"))
+    );
+    assert_eq!(allowed["policies"], serde_json::json!(["viewer-read"]));
+    let denied = decision_of(&denied_id).unwrap();
+    assert_eq!(
+        (denied["decision"].as_str(), denied["stage"].as_str()),
+        (Some("deny"), Some("authorize"))
+    );
+    assert_eq!(
+        denied["policies"],
+        serde_json::json!(["analytics-needs-plan-feature"])
+    );
+
+    let (_, metrics) = admin_get(demo.admin, "/metrics").unwrap();
+    let counted = |tenant: &str, decision: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("tollgate_requests_total{")
+                && l.contains(&format!("tenant=\"{tenant}\""))
+                && l.contains(&format!("decision=\"{decision}\""))
+        })
+    };
+    assert!(
+        counted("acme", "allow") && counted("globex", "deny"),
+        "{metrics}"
+    );
+}
