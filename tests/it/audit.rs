@@ -55,6 +55,9 @@ fn total(by_id: &HashMap<String, Vec<Value>>) -> usize {
     by_id.values().map(Vec::len).sum()
 }
 
+/// (name, tenant, path, authorization, expected status, expected deciding stage).
+type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, u16, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_leaves_its_decision_record_and_forwarded_ones_a_completion() {
     let keys = Keys::generate();
@@ -72,7 +75,7 @@ async fn every_outcome_leaves_its_decision_record_and_forwarded_ones_a_completio
         token("alice", "acme", &["viewer"]),
         token("carol", "globex", &["user"]),
     );
-    let cases: Vec<(&str, &str, &str, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "allowed",
             "acme",
