@@ -490,3 +490,83 @@ async fn the_metrics_parse_as_prometheus_text_and_match_the_traffic() {
     );
     let _ = free_port;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_labels_are_capped_and_the_audit_command_filters_records() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let mut options = options(&keys, AUDIT);
+    options.extra.push_str("metrics:\n  max_tenants: 1\n");
+    let tollgate = Tollgate::start(upstream.addr, options);
+    for tenant in ["acme", "globex", "newco"] {
+        get(
+            tollgate.addr,
+            "/public/x",
+            &[("host", &format!("{tenant}.app.test"))],
+        )
+        .await;
+    }
+    get(
+        tollgate.addr,
+        "/api/v1/agents",
+        &[("host", "acme.app.test")],
+    )
+    .await;
+    let (_, metrics) = tollgate.admin_get("/metrics");
+    let tenants: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tollgate_requests_total{"))
+        .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        tenants.into_iter().collect::<Vec<_>>(),
+        ["acme", "other"],
+        "{metrics}"
+    );
+
+    let t = &tollgate;
+    eventually("records are written", async || total(&records(t)) >= 7).await;
+    let output = std::process::Command::new(crate::support::tollgate::BIN)
+        .args([
+            "audit",
+            "--file",
+            tollgate.path("audit/audit.jsonl").to_str().unwrap(),
+            "--decision",
+            "deny",
+            "--since",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["stage"], "identity");
+    let output = std::process::Command::new(crate::support::tollgate::BIN)
+        .args([
+            "audit",
+            "--file",
+            tollgate.path("audit/audit.jsonl").to_str().unwrap(),
+            "--tenant",
+            "globex",
+        ])
+        .output()
+        .unwrap();
+    let kinds: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["decision", "completion"],
+        "a kept decision brings its completion"
+    );
+}
