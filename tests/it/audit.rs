@@ -526,36 +526,31 @@ async fn tenant_labels_are_capped_and_the_audit_command_filters_records() {
 
     let t = &tollgate;
     eventually("records are written", async || total(&records(t)) >= 7).await;
-    let output = std::process::Command::new(crate::support::tollgate::BIN)
-        .args([
+    let file = tollgate.path("audit/audit.jsonl");
+    let file = file.to_str().unwrap();
+    let run = crate::support::tollgate::cli(
+        &[
             "audit",
             "--file",
-            tollgate.path("audit/audit.jsonl").to_str().unwrap(),
+            file,
             "--decision",
             "deny",
             "--since",
             "1h",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        ],
+        &[],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<Value> = run
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["stage"], "identity");
-    let output = std::process::Command::new(crate::support::tollgate::BIN)
-        .args([
-            "audit",
-            "--file",
-            tollgate.path("audit/audit.jsonl").to_str().unwrap(),
-            "--tenant",
-            "globex",
-        ])
-        .output()
-        .unwrap();
-    let kinds: Vec<String> = String::from_utf8_lossy(&output.stdout)
+    let run = crate::support::tollgate::cli(&["audit", "--file", file, "--tenant", "globex"], &[]);
+    let kinds: Vec<String> = run
+        .stdout
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["type"]

@@ -2,12 +2,10 @@
 //! fail-closed evaluation errors; shadow routes; reloads and the decision cache; the policy tools.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use jsonwebtoken::Algorithm;
 
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
-use crate::support::tollgate::BIN;
 use crate::support::{Options, Tollgate, Upstream, eventually};
 
 fn repo(path: &str) -> PathBuf {
@@ -335,13 +333,8 @@ async fn the_decision_cache_never_serves_across_a_role_change() {
 }
 
 fn tollgate(args: &[&str]) -> (bool, String) {
-    let output = Command::new(BIN).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let run = crate::support::tollgate::cli(args, &[]);
+    (run.ok, format!("{}{}", run.stdout, run.stderr))
 }
 
 #[test]

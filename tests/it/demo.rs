@@ -233,9 +233,8 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
     assert!(demo.child.wait().unwrap().success());
     // Nothing runs: `tollgate usage` reads the store the demo flushed on its way out.
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.yaml");
-    let output = Command::new(BIN)
-        .env("TOLLGATE_STATE_DIR", demo.state.path())
-        .args([
+    let run = crate::support::tollgate::cli(
+        &[
             "usage",
             "--config",
             config.to_str().unwrap(),
@@ -243,15 +242,11 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
             "globex",
             "--format",
             "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &[("TOLLGATE_STATE_DIR", demo.state.path())],
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(run.ok, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let api_calls = |report: &serde_json::Value| {
         report["quotas"]
             .as_array()

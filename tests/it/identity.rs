@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use crate::support::fixture::{self, Keys, bearer, claims, now, sign, sign_es256};
-use crate::support::tollgate::BIN;
+use crate::support::tollgate::cli;
 use crate::support::{Tollgate, Upstream, eventually, get};
 
 const HOST: (&str, &str) = ("host", "acme.app.test");
@@ -214,18 +214,18 @@ async fn missing_credentials_are_401_unless_anonymous_callers_are_allowed() {
 }
 
 fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(["keys", "create", "--config"])
-        .arg(tollgate.path("tollgate.yaml"))
-        .args(["--tenant", tenant])
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let config = tollgate.path("tollgate.yaml");
+    let mut args = vec![
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        tenant,
+    ];
+    args.extend(extra);
+    let run = cli(&args, &[]);
+    (run.ok, run.stdout, run.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,17 +389,10 @@ async fn jwks_keys_rotate_without_a_restart() {
 }
 
 fn token_command(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(["token", "--config"])
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let mut all = vec!["token", "--config", config.to_str().unwrap()];
+    all.extend(args);
+    let run = cli(&all, &[]);
+    (run.ok, run.stdout, run.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,17 +308,11 @@ fn the_usage_command_reports_from_a_running_tollgate_and_from_the_store() {
         runtime.block_on(get(tollgate.addr, "/x", &[("host", "metered.app.test")]));
     }
     let usage = |args: &[&str]| {
-        let output = std::process::Command::new(crate::support::tollgate::BIN)
-            .args(["usage", "--config", config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).to_string()
+        let mut all = vec!["usage", "--config", config.to_str().unwrap()];
+        all.extend(args);
+        let run = crate::support::tollgate::cli(&all, &[]);
+        assert!(run.ok, "{}", run.stderr);
+        run.stdout
     };
     let table = usage(&["--tenant", "metered"]);
     assert!(

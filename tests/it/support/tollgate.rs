@@ -226,6 +226,28 @@ pub fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// What a run of the `tollgate` command printed.
+pub struct Run {
+    pub ok: bool,
+    /// Trimmed.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `tollgate` binary with arguments and extra environment variables.
+pub fn cli(args: &[&str], env: &[(&str, &Path)]) -> Run {
+    let output = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+    }
+}
+
 /// Runs `tollgate check` on files and returns (success, stdout + stderr).
 pub fn check(files: &[&Path]) -> (bool, String) {
     let output = Command::new(BIN)
