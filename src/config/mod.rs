@@ -41,6 +41,16 @@ pub struct Config {
     pub audit: Option<Audit>,
     /// At most this many tenants get their own metric label; the rest are `other`.
     pub metrics_max_tenants: usize,
+    /// The external authorizer listener (nginx `auth_request`, Envoy `ext_authz`, Traefik
+    /// `forwardAuth`).
+    pub authorizer: Option<Authorizer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    pub listen: SocketAddr,
+    /// Envoy's `ext_authz` HTTP service sends the original path after this prefix.
+    pub envoy_path_prefix: String,
 }
 
 #[derive(Debug, Clone)]

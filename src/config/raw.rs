@@ -24,6 +24,14 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    pub authorizer: Option<RawAuthorizer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorizer {
+    pub listen: String,
+    pub envoy_path_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -273,6 +273,20 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             user_agent: a.redact.user_agent.unwrap_or(super::Redaction::Keep),
         }
     });
+    let authorizer = raw.authorizer.map(|a| {
+        let listen = errs.socket_addr("authorizer.listen", Some(&a.listen), "0.0.0.0:8082");
+        if listen == server.listen || listen == admin.listen {
+            errs.push(
+                "authorizer.listen",
+                format!("{listen} is already used by another listener"),
+            );
+        }
+        let prefix = a.envoy_path_prefix.unwrap_or_else(|| "/envoy".to_string());
+        super::Authorizer {
+            listen,
+            envoy_path_prefix: format!("/{}", prefix.trim_matches('/')),
+        }
+    });
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",
@@ -295,6 +309,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         limits,
         audit,
         metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
+        authorizer,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admission;
 mod authorize;
+pub mod external;
 mod forward;
 mod identity;
 pub mod normalize;

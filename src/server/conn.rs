@@ -30,6 +30,8 @@ use super::Shared;
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The connection came in on the authorizer listener: decide, never forward.
+    pub authorizer: bool,
 }
 
 /// The HTTP versions a listener speaks. hyper-util's auto builder detects HTTP/2 by its
@@ -113,7 +115,11 @@ async fn drive<I>(
             let shared = shared.clone();
             let busy = Busy::begin(&activity);
             async move {
-                let response = pipeline::handle(&shared, info, request).await;
+                let response = if info.authorizer {
+                    pipeline::external::authorize(&shared, info, request).await
+                } else {
+                    pipeline::handle(&shared, info, request).await
+                };
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }

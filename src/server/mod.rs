@@ -57,6 +57,8 @@ pub struct Server {
     max_connections: usize,
     drain_timeout: Duration,
     config: Config,
+    /// The external authorizer's listener, when configured.
+    authorizer: Option<TcpListener>,
 }
 
 impl Server {
@@ -68,6 +70,14 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
         let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let authorizer = match &config.authorizer {
+            Some(a) => Some(
+                TcpListener::bind(a.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {} (authorizer): {e}", a.listen))?,
+            ),
+            None => None,
+        };
         let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
@@ -98,6 +108,7 @@ impl Server {
             max_connections: limits.max_connections,
             drain_timeout: config.server.drain_timeout,
             config,
+            authorizer,
         })
     }
 
@@ -122,6 +133,7 @@ impl Server {
             max_connections,
             drain_timeout,
             config,
+            authorizer,
         } = self;
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
@@ -148,41 +160,22 @@ impl Server {
 
         let drain = CancellationToken::new();
         let connections = Arc::new(Semaphore::new(max_connections));
-        loop {
-            // Waiting for a connection slot before accepting applies back-pressure in the
-            // kernel's accept queue instead of accepting and dropping.
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                permit = connections.clone().acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else { break };
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let info = ConnInfo {
-                peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
-                tls: acceptor.is_some(),
-            };
-            shared.tasks.spawn(conn::serve(
-                stream,
-                info,
-                acceptor.clone(),
-                shared.clone(),
-                http.clone(),
-                drain.clone(),
-                permit,
-            ));
+        let accept = Accept {
+            shared: &shared,
+            http: &http,
+            drain: &drain,
+            connections: &connections,
+            shutdown: &shutdown,
+        };
+        match authorizer {
+            Some(authorizer) => {
+                tracing::info!(authorizer = ?authorizer.local_addr().ok(), "serving the authorizer");
+                tokio::join!(
+                    accept.run(&listener, acceptor, false),
+                    accept.run(&authorizer, None, true)
+                );
+            }
+            None => accept.run(&listener, acceptor, false).await,
         }
 
         drop(listener);
@@ -208,6 +201,58 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || auditor.close()).await;
         }
         tracing::info!("stopped");
+    }
+}
+
+/// What accepting connections needs, for each listener.
+struct Accept<'a> {
+    shared: &'a Arc<Shared>,
+    http: &'a Arc<conn::Protocols>,
+    drain: &'a CancellationToken,
+    connections: &'a Arc<Semaphore>,
+    shutdown: &'a CancellationToken,
+}
+
+impl Accept<'_> {
+    /// Accepts until shutdown. `authorizer`: connections get authorizer mode.
+    async fn run(&self, listener: &TcpListener, acceptor: Option<TlsAcceptor>, authorizer: bool) {
+        loop {
+            // Waiting for a connection slot before accepting applies back-pressure in the
+            // kernel's accept queue instead of accepting and dropping.
+            let permit = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                permit = self.connections.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { return };
+            let accepted = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let info = ConnInfo {
+                peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+                tls: acceptor.is_some(),
+                authorizer,
+            };
+            self.shared.tasks.spawn(conn::serve(
+                stream,
+                info,
+                acceptor.clone(),
+                self.shared.clone(),
+                self.http.clone(),
+                self.drain.clone(),
+                permit,
+            ));
+        }
     }
 }
 

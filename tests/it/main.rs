@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod authorizer;
 mod authz;
 mod check;
 mod demo;

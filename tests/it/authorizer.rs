@@ -1,0 +1,236 @@
+//! Authorizer mode: nginx `auth_request`, Traefik `forwardAuth` and Envoy `ext_authz` get the same
+//! decisions as proxy mode, from the same pipeline.
+
+use std::net::SocketAddr;
+
+use jsonwebtoken::Algorithm;
+
+use crate::support::client::Reply;
+use crate::support::fixture::{self, Keys, bearer, claims, sign};
+use crate::support::tollgate::free_port;
+use crate::support::{Tollgate, Upstream, collect, send};
+
+struct Setup {
+    upstream: Upstream,
+    tollgate: Tollgate,
+    authorizer: SocketAddr,
+    keys: Keys,
+}
+
+async fn start() -> Setup {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let mut options = fixture::options(&keys, false, "[subdomain, claim]", "");
+    options.files.extend(crate::authz::shipped_policy_files());
+    options.files.push((
+        "tenants.yaml".into(),
+        fixture::TENANTS.replace(
+            "{ id: globex, plan: basic, status: active }",
+            "{ id: globex, plan: basic, status: active, rate_limits: { hourly: 1 } }",
+        ),
+    ));
+    let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    options.extra.push_str(&format!(
+        "authorization:\n  routes_file: routes.yaml\n  policies_dir: policies\nlimits:\n  backend: memory\nauthorizer:\n  listen: {authorizer}\n  envoy_path_prefix: /ext_authz\n"
+    ));
+    let tollgate = Tollgate::start(upstream.addr, options);
+    Setup {
+        upstream,
+        tollgate,
+        authorizer,
+        keys,
+    }
+}
+
+impl Setup {
+    fn token(&self, sub: &str, tenant: &str, roles: &[&str], mfa: bool) -> String {
+        let mut body = claims(sub, tenant, roles);
+        body["mfa"] = mfa.into();
+        bearer(&sign(&self.keys, Algorithm::HS256, "hs", &body))
+    }
+}
+
+async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    collect(
+        send(
+            addr,
+            builder
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await,
+    )
+    .await
+}
+
+/// The same request asked the nginx way.
+async fn nginx(s: &Setup, method: &str, host: &str, path: &str, auth: Option<&str>) -> Reply {
+    let mut headers = vec![
+        ("host", host),
+        ("x-original-uri", path),
+        ("x-original-method", method),
+    ];
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
+    request(s.authorizer, "GET", "/auth", &headers).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_and_authorizer_modes_agree_on_the_same_requests() {
+    let s = start().await;
+    let viewer = s.token("alice", "acme", &["viewer"], false);
+    let admin = s.token("bob", "acme", &["tenant_admin"], true);
+    let cases: Vec<(&str, &str, &str, Option<&str>)> = vec![
+        ("GET", "acme.app.test", "/api/v1/agents/7", Some(&viewer)),
+        ("DELETE", "acme.app.test", "/api/v1/agents/7", Some(&viewer)),
+        ("DELETE", "acme.app.test", "/api/v1/agents/7", Some(&admin)),
+        ("GET", "acme.app.test", "/api/v1/agents", None),
+        ("GET", "acme.app.test", "/nowhere", Some(&viewer)),
+        ("GET", "nobody.app.test", "/api/v1/agents", None),
+        ("GET", "initech.app.test", "/public/x", None),
+        ("GET", "umbrella.app.test", "/public/x", None),
+        ("GET", "acme.app.test", "/public/../admin", Some(&viewer)),
+        ("GET", "acme.app.test", "/public/%2e%2e/admin", Some(&admin)),
+        ("GET", "acme.app.test", "/a%2Fb", Some(&viewer)),
+        ("GET", "globex.app.test", "/public/x", Some(&viewer)),
+    ];
+    for (method, host, path, auth) in cases {
+        let mut headers = vec![("host", host)];
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth));
+        }
+        let proxied = request(s.tollgate.addr, method, path, &headers).await;
+        let decided = nginx(&s, method, host, path, auth).await;
+        assert_eq!(
+            decided.status, proxied.status,
+            "{method} {host}{path}: {:?}",
+            decided.body
+        );
+        if proxied.status != 200 {
+            assert_eq!(
+                decided.json()["type"],
+                proxied.json()["type"],
+                "{method} {host}{path}"
+            );
+            assert_eq!(decided.headers["content-type"], "application/problem+json");
+        }
+        if proxied.status == 401 {
+            assert_eq!(
+                decided.headers["www-authenticate"],
+                proxied.headers["www-authenticate"]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_request_gets_the_trusted_identity_headers_to_copy_upstream() {
+    let s = start().await;
+    let viewer = s.token("alice", "acme", &["viewer"], false);
+    let reply = nginx(
+        &s,
+        "GET",
+        "acme.app.test",
+        "/api/v1/agents/7",
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["x-tenant-id"], "acme");
+    assert_eq!(reply.headers["x-tenant-plan"], "professional");
+    assert_eq!(reply.headers["x-user-id"], "alice");
+    assert_eq!(reply.headers["x-user-roles"], "viewer");
+    assert!(reply.headers.contains_key("x-request-id"));
+    assert!(
+        s.upstream.seen().is_empty(),
+        "the authorizer forwards nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_and_envoy_header_sets_are_decided_the_same_way() {
+    let s = start().await;
+    let viewer = s.token("alice", "acme", &["viewer"], false);
+    let traefik = |method: &'static str, uri: &'static str| {
+        let viewer = viewer.clone();
+        let addr = s.authorizer;
+        async move {
+            let headers = [
+                ("host", "tollgate-authorizer"),
+                ("x-forwarded-method", method),
+                ("x-forwarded-uri", uri),
+                ("x-forwarded-host", "acme.app.test"),
+                ("x-forwarded-proto", "https"),
+                ("authorization", viewer.as_str()),
+            ];
+            request(addr, "GET", "/", &headers).await
+        }
+    };
+    assert_eq!(traefik("GET", "/api/v1/agents/7").await.status, 200);
+    traefik("DELETE", "/api/v1/agents/7")
+        .await
+        .assert_problem(403, "forbidden");
+    traefik("GET", "/public/../admin")
+        .await
+        .assert_problem(403, "forbidden");
+
+    let envoy = |method: &'static str, path: &'static str| {
+        let viewer = viewer.clone();
+        let addr = s.authorizer;
+        async move {
+            request(
+                addr,
+                method,
+                path,
+                &[
+                    ("host", "acme.app.test"),
+                    ("authorization", viewer.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+    let allowed = envoy("GET", "/ext_authz/api/v1/agents/7").await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.headers["x-user-id"], "alice");
+    envoy("DELETE", "/ext_authz/api/v1/agents/7")
+        .await
+        .assert_problem(403, "forbidden");
+    envoy("GET", "/ext_authz/a%2Fb")
+        .await
+        .assert_problem(400, "ambiguous-path");
+
+    // A request that names no original request.
+    request(
+        s.authorizer,
+        "GET",
+        "/whatever",
+        &[("host", "acme.app.test")],
+    )
+    .await
+    .assert_problem(400, "malformed-request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_their_headers_in_authorizer_mode() {
+    let s = start().await;
+    let carol = s.token("carol", "globex", &["user"], false);
+    assert_eq!(
+        nginx(&s, "GET", "globex.app.test", "/api/v1/agents", Some(&carol))
+            .await
+            .status,
+        200
+    );
+    let limited = nginx(&s, "GET", "globex.app.test", "/api/v1/agents", Some(&carol)).await;
+    limited.assert_problem(429, "rate-limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(
+        limited.headers.contains_key("ratelimit-policy")
+            && limited.headers.contains_key("ratelimit")
+    );
+}
