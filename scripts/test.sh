@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, as "command:package" pairs (the Redis tests start their own
-# redis-server on a free port). Later stages add nginx.
-required=("curl:curl" "redis-server:redis-server")
+# redis-server and nginx on free ports).
+required=("curl:curl" "redis-server:redis-server" "nginx:nginx")
 missing=()
 for pair in "${required[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

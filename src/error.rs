@@ -169,16 +169,21 @@ impl Refusal {
         self
     }
 
+    /// The problem document (RFC 9457) of this refusal.
+    pub fn json(&self, request_id: &HeaderValue) -> serde_json::Value {
+        serde_json::json!({
+            "type": format!("{PROBLEM_BASE}{}", self.problem.slug()),
+            "title": self.problem.title(),
+            "status": self.problem.status().as_u16(),
+            "detail": self.detail,
+            "request_id": request_id.to_str().unwrap_or_default(),
+        })
+    }
+
     /// The `application/problem+json` answer for this refusal.
     pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
         let status = self.problem.status();
-        let body = serde_json::json!({
-            "type": format!("{PROBLEM_BASE}{}", self.problem.slug()),
-            "title": self.problem.title(),
-            "status": status.as_u16(),
-            "detail": self.detail,
-            "request_id": request_id.to_str().unwrap_or_default(),
-        });
+        let body = self.json(request_id);
         let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
         *response.status_mut() = status;
         let headers = response.headers_mut();

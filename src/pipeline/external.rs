@@ -24,6 +24,7 @@ static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_TOLLGATE_PROBLEM: HeaderName = HeaderName::from_static("x-tollgate-problem");
 
 /// The request the gateway asks about: method, target and its headers (with its own `Host`).
 fn original(
@@ -149,10 +150,14 @@ pub async fn authorize(
         }
         Err(refusal) => {
             ctx.problem = Some(refusal.problem.slug());
-            (
-                refusal.into_response(&ctx.request_id),
-                request.method().clone(),
-            )
+            // nginx `auth_request` passes on only 401 and 403, and never the body: the problem
+            // also travels in a header, for the gateway to answer with (deploy/nginx).
+            let problem = HeaderValue::from_str(&refusal.json(&ctx.request_id).to_string());
+            let mut response = refusal.into_response(&ctx.request_id);
+            if let Ok(problem) = problem {
+                response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
+            }
+            (response, request.method().clone())
         }
     };
     let h = response.headers_mut();

@@ -10,14 +10,14 @@ use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::tollgate::free_port;
 use crate::support::{Tollgate, Upstream, collect, send};
 
-struct Setup {
-    upstream: Upstream,
-    tollgate: Tollgate,
-    authorizer: SocketAddr,
+pub struct Setup {
+    pub upstream: Upstream,
+    pub tollgate: Tollgate,
+    pub authorizer: SocketAddr,
     keys: Keys,
 }
 
-async fn start() -> Setup {
+pub async fn start() -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
     let mut options = fixture::options(&keys, false, "[subdomain, claim]", "");
@@ -43,14 +43,19 @@ async fn start() -> Setup {
 }
 
 impl Setup {
-    fn token(&self, sub: &str, tenant: &str, roles: &[&str], mfa: bool) -> String {
+    pub fn token(&self, sub: &str, tenant: &str, roles: &[&str], mfa: bool) -> String {
         let mut body = claims(sub, tenant, roles);
         body["mfa"] = mfa.into();
         bearer(&sign(&self.keys, Algorithm::HS256, "hs", &body))
     }
 }
 
-async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut builder = http::Request::builder().method(method).uri(path);
     for (name, value) in headers {
         builder = builder.header(*name, *value);

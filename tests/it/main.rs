@@ -13,6 +13,7 @@ mod forwarding;
 mod identity;
 mod lifecycle;
 mod limits;
+mod nginx;
 mod plan_limits;
 mod protocols;
 mod reload;
