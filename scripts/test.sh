@@ -31,7 +31,7 @@ cargo build --locked --quiet
 # The README's demo, exercised the way a reader runs it: start it, curl it, stop it.
 state=$(mktemp -d)
 TOLLGATE_STATE_DIR=$state ./target/debug/tollgate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 \
-  --upstream-listen 127.0.0.1:18081 >/dev/null 2>&1 &
+  --upstream-listen 127.0.0.1:18081 --authorizer-listen 127.0.0.1:18082 >/dev/null 2>&1 &
 demo=$!
 trap 'kill $demo 2>/dev/null || true; rm -rf "$state"' EXIT
 for _ in $(seq 100); do

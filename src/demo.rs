@@ -60,6 +60,8 @@ pub struct DemoAddrs {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub upstream: SocketAddr,
+    /// The authorizer listener (for deploy/nginx and other gateways).
+    pub authorizer: SocketAddr,
 }
 
 pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), String> {
@@ -78,6 +80,10 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
         Config::load(&dir.path().join("config/tollgate.yaml")).map_err(|e| e.to_string())?;
     config.server.listen = addrs.listen;
     config.admin.listen = addrs.admin;
+    config.authorizer = Some(crate::config::Authorizer {
+        listen: addrs.authorizer,
+        envoy_path_prefix: "/envoy".to_string(),
+    });
     config.upstream.scheme = http::uri::Scheme::HTTP;
     config.upstream.authority = addrs
         .upstream
@@ -111,7 +117,8 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
             addrs.upstream,
             dir.path(),
             &credentials,
-            &audit_file
+            &audit_file,
+            addrs.authorizer,
         )
     );
     server.serve(shutdown).await;
@@ -173,6 +180,7 @@ fn banner(
     dir: &Path,
     credentials: &[(&str, String, &str)],
     audit_file: &str,
+    authorizer: SocketAddr,
 ) -> String {
     let exports: String = credentials
         .iter()
@@ -182,7 +190,8 @@ fn banner(
     format!(
         "Tollgate demo
   proxy     http://{proxy}   -> echo upstream http://{upstream}
-  admin     http://{admin}   (/healthz /readyz /metrics)
+  admin     http://{admin}   (/healthz /readyz /metrics /usage)
+  authorizer http://{authorizer}  (nginx auth_request, Envoy ext_authz, Traefik forwardAuth: see deploy/)
   config    {dir}   (edit config/*.yaml or policies/*.cedar: reloaded within 2s)
 
 Tenants: acme (professional; also owns the domain localhost), globex (basic), initech (suspended),

@@ -152,6 +152,8 @@ enum Command {
         admin_listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:8081")]
         upstream_listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        authorizer_listen: SocketAddr,
     },
 }
 
@@ -351,11 +353,13 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             upstream_listen,
+            authorizer_listen,
         } => run(async move {
             let addrs = DemoAddrs {
                 listen,
                 admin: admin_listen,
                 upstream: upstream_listen,
+                authorizer: authorizer_listen,
             };
             demo::run(addrs, shutdown_signal()).await
         }),

@@ -38,6 +38,7 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(BIN)
         .env("TOLLGATE_STATE_DIR", state.path())
         .args([
@@ -48,6 +49,7 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
             &admin.to_string(),
         ])
         .args(["--upstream-listen", &upstream.to_string()])
+        .args(["--authorizer-listen", &authorizer.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
