@@ -21,6 +21,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
+# Python tools the tests use (validators of the deploy/ examples).
+command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet kubernetes-validate
+
 cargo test --locked "$@"
 
 cargo build --locked --quiet

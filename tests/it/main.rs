@@ -8,6 +8,7 @@ mod authorizer;
 mod authz;
 mod check;
 mod demo;
+mod deploy;
 mod errors;
 mod forwarding;
 mod identity;
