@@ -58,8 +58,8 @@ fn the_configuration_the_manifests_mount_passes_tollgate_check() {
             let spec = &deployment["spec"]["template"]["spec"];
             let volumes: HashMap<&str, &str> = spec["volumes"]
                 .as_sequence()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .filter_map(|v| Some((v["name"].as_str()?, v["configMap"]["name"].as_str()?)))
                 .collect();
             for container in spec["containers"].as_sequence().unwrap() {
