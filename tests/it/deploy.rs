@@ -105,3 +105,30 @@ fn the_configuration_the_manifests_mount_passes_tollgate_check() {
         }
     }
 }
+
+#[test]
+fn the_systemd_unit_verifies_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/tollgate.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/tollgate serve --config"));
+    // Verified with the binary this build made, where the unit expects the installed one.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("tollgate.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/tollgate", crate::support::tollgate::BIN),
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (scripts/test.sh installs systemd)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Unknown or misspelt keys are only warnings: any output at all is a failure here.
+    assert!(output.status.success() && said.trim().is_empty(), "{said}");
+}
