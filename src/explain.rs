@@ -115,6 +115,7 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         snapshot.is_trusted_proxy(peer.ip()),
         false,
     );
+    ctx.note(&uri, &headers, snapshot);
     let input = Input {
         method: &method,
         uri: &uri,

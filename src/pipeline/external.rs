@@ -106,17 +106,7 @@ pub async fn authorize(
         .map_or("/envoy", |a| a.envoy_path_prefix.as_str());
     let decided = match original(&request, prefix) {
         Ok((method, uri, headers)) => {
-            ctx.client_ip =
-                headers::client_ip(&headers, conn.peer.ip(), |ip| snapshot.is_trusted_proxy(ip));
-            ctx.host = headers
-                .get(HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            ctx.path = uri.path().to_string();
-            ctx.user_agent = headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            ctx.note(&uri, &headers, &snapshot);
             let input = Input {
                 method: &method,
                 uri: &uri,

@@ -90,6 +90,22 @@ pub struct Context {
 }
 
 impl Context {
+    /// Notes what the record says of the request: client address (the peer, or
+    /// `X-Forwarded-For` through trusted proxies), host, path and user agent.
+    pub fn note(&mut self, uri: &Uri, headers: &HeaderMap, snapshot: &Snapshot) {
+        self.client_ip =
+            headers::client_ip(headers, self.peer.ip(), |ip| snapshot.is_trusted_proxy(ip));
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        self.host = text(http::header::HOST).or_else(|| uri.authority().map(|a| a.to_string()));
+        self.path = uri.path().to_string();
+        self.user_agent = text(http::header::USER_AGENT);
+    }
+
     /// Moves to the next stage, recording the time spent in the current one.
     pub fn enter(&mut self, stage: &'static str) {
         let now = Instant::now();
@@ -146,19 +162,7 @@ pub async fn handle(
         snapshot.is_trusted_proxy(conn.peer.ip()),
         conn.tls,
     );
-    let h = request.headers();
-    ctx.client_ip = headers::client_ip(h, conn.peer.ip(), |ip| snapshot.is_trusted_proxy(ip));
-    ctx.host = h
-        .get(http::header::HOST)
-        .or(None)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.uri().authority().map(|a| a.to_string()));
-    ctx.path = request.uri().path().to_string();
-    ctx.user_agent = h
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    ctx.note(request.uri(), request.headers(), &snapshot);
     let method = request.method().clone();
     let mut response = match run(shared, &snapshot, &mut ctx, request).await {
         Ok(response) => response,
