@@ -38,8 +38,13 @@ fn records(tollgate: &Tollgate) -> HashMap<String, Vec<Value>> {
         return by_id;
     };
     for entry in entries {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text.lines() {
+        // Rotation may rename a file between listing and reading; the next poll sees it again.
+        let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
+            continue;
+        };
+        // The writer may be halfway through a line: read complete lines only.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in complete.lines() {
             let record: Value =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
             by_id

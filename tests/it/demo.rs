@@ -226,10 +226,9 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
         refused.headers["ratelimit-policy"],
         "\"hourly\";q=1000;w=3600"
     );
-    assert_eq!(
-        passed, 50,
-        "basic: 1,000 an hour with the default burst of 5%"
-    );
+    // basic: 1,000 an hour with the default burst of 5%; one more token every 3.6 s, which a
+    // very slow run of this loop could see.
+    assert!((50..=51).contains(&passed), "{passed} passed");
 
     send_signal(demo.child.id(), libc::SIGTERM);
     assert!(demo.child.wait().unwrap().success());
@@ -260,7 +259,7 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
     };
     assert_eq!(
         api_calls(&report[0]),
-        50,
+        passed,
         "rate-limited requests are not counted"
     );
 
@@ -271,7 +270,7 @@ async fn the_demo_rate_limits_globex_and_its_usage_survives_a_restart() {
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         api_calls(&report),
-        50,
+        passed,
         "the count is the same after restarting the demo"
     );
 }
@@ -302,7 +301,8 @@ async fn the_demo_audits_an_allowed_and_a_denied_request_and_counts_them_per_ten
         std::fs::read_to_string(&audit)
             .ok()?
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            // A line still being written does not parse yet; the next poll sees it whole.
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|r| r["request_id"] == id && r["type"] == "decision")
     };
     let allowed_id = allowed.headers["x-request-id"]
