@@ -93,12 +93,7 @@ pub async fn authorize(
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = shared.snapshot.load_full();
-    let mut ctx = Context::new(
-        headers::request_id(request.headers()),
-        conn.peer,
-        snapshot.is_trusted_proxy(conn.peer.ip()),
-        conn.tls,
-    );
+    let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
     let prefix = snapshot
         .config
         .authorizer

@@ -106,6 +106,16 @@ impl Context {
         self.user_agent = text(http::header::USER_AGENT);
     }
 
+    /// The context of a request that just arrived on a connection.
+    pub fn arrived(headers: &HeaderMap, conn: ConnInfo, snapshot: &Snapshot) -> Self {
+        Context::new(
+            headers::request_id(headers),
+            conn.peer,
+            snapshot.is_trusted_proxy(conn.peer.ip()),
+            conn.tls,
+        )
+    }
+
     /// Moves to the next stage, recording the time spent in the current one.
     pub fn enter(&mut self, stage: &'static str) {
         let now = Instant::now();
@@ -156,12 +166,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = shared.snapshot.load_full();
-    let mut ctx = Context::new(
-        headers::request_id(request.headers()),
-        conn.peer,
-        snapshot.is_trusted_proxy(conn.peer.ip()),
-        conn.tls,
-    );
+    let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
     ctx.note(request.uri(), request.headers(), &snapshot);
     let method = request.method().clone();
     let mut response = match run(shared, &snapshot, &mut ctx, request).await {

@@ -12,21 +12,9 @@ use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::tollgate::free_port;
 use crate::support::{Options, Tollgate, Upstream, eventually, get};
 
-/// Tenancy, identity, the shipped routes and policies, plan limits, and the given audit section.
+/// The full stack with the given audit section.
 fn options(keys: &Keys, audit: &str) -> Options {
-    let mut options = fixture::options(keys, false, "[subdomain, claim]", "");
-    options.files.extend(crate::authz::shipped_policy_files());
-    // globex may send one request an hour: the second is rate-limited.
-    options.files.push((
-        "tenants.yaml".into(),
-        fixture::TENANTS.replace(
-            "{ id: globex, plan: basic, status: active }",
-            "{ id: globex, plan: basic, status: active, rate_limits: { hourly: 1 } }",
-        ),
-    ));
-    options.extra.push_str("authorization:\n  routes_file: routes.yaml\n  policies_dir: policies\nlimits:\n  backend: memory\n");
-    options.extra.push_str(audit);
-    options
+    fixture::full_stack(keys, audit)
 }
 
 const AUDIT: &str = "audit:\n  file: { path: audit/audit.jsonl, fsync: always }\n";

@@ -20,19 +20,11 @@ pub struct Setup {
 pub async fn start() -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let mut options = fixture::options(&keys, false, "[subdomain, claim]", "");
-    options.files.extend(crate::authz::shipped_policy_files());
-    options.files.push((
-        "tenants.yaml".into(),
-        fixture::TENANTS.replace(
-            "{ id: globex, plan: basic, status: active }",
-            "{ id: globex, plan: basic, status: active, rate_limits: { hourly: 1 } }",
-        ),
-    ));
     let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    options.extra.push_str(&format!(
-        "authorization:\n  routes_file: routes.yaml\n  policies_dir: policies\nlimits:\n  backend: memory\nauthorizer:\n  listen: {authorizer}\n  envoy_path_prefix: /ext_authz\n"
-    ));
+    let options = fixture::full_stack(
+        &keys,
+        &format!("authorizer:\n  listen: {authorizer}\n  envoy_path_prefix: /ext_authz\n"),
+    );
     let tollgate = Tollgate::start(upstream.addr, options);
     Setup {
         upstream,

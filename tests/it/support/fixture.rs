@@ -138,3 +138,21 @@ pub fn sign_es256(key: &rcgen::KeyPair, kid: &str, claims: &Value) -> String {
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// Every stage at once: tenancy, identity (no anonymous callers), the shipped routes and
+/// policies, and plan limits in memory. globex may send one request an hour (the second is
+/// rate-limited). `extra` is more top-level YAML.
+pub fn full_stack(keys: &Keys, extra: &str) -> Options {
+    let mut options = options(keys, false, "[subdomain, claim]", "");
+    options.files.extend(crate::authz::shipped_policy_files());
+    options.files.push((
+        "tenants.yaml".into(),
+        TENANTS.replace(
+            "{ id: globex, plan: basic, status: active }",
+            "{ id: globex, plan: basic, status: active, rate_limits: { hourly: 1 } }",
+        ),
+    ));
+    options.extra.push_str("authorization:\n  routes_file: routes.yaml\n  policies_dir: policies\nlimits:\n  backend: memory\n");
+    options.extra.push_str(extra);
+    options
+}
