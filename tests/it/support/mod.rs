@@ -1,5 +1,6 @@
 pub mod client;
 pub mod fixture;
+pub mod gateway;
 pub mod redis;
 pub mod tollgate;
 pub mod upstream;

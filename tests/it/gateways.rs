@@ -1,0 +1,99 @@
+//! What every gateway in deploy/ (nginx, Envoy) must do in front of Tollgate's authorizer, checked
+//! the same way for each.
+
+use std::net::SocketAddr;
+
+use crate::authorizer::{Setup, request};
+use crate::support::client::Reply;
+
+/// The viewer's allowed request reaches the upstream with the trusted identity (spoofed values
+/// replaced), and refusals (401, 403, 404, 402, 429) reach the client exactly as Tollgate
+/// answered them. Two requests reach the upstream. Returns the viewer's bearer token.
+pub async fn allows_and_refuses_like_tollgate(gateway: SocketAddr, s: &Setup) -> String {
+    let viewer = s.token("alice", "acme", &["viewer"], false);
+    let allowed = request(
+        gateway,
+        "GET",
+        "/api/v1/agents/7",
+        &[
+            ("host", "acme.app.test"),
+            ("authorization", &viewer),
+            ("x-user-roles", "super_admin"),
+            ("x-tenant-id", "globex"),
+        ],
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    let upstream = |name| allowed.upstream_header(name);
+    assert_eq!(upstream("x-tenant-id").as_deref(), Some("acme"));
+    assert_eq!(upstream("x-user-id").as_deref(), Some("alice"));
+    assert_eq!(
+        upstream("x-user-roles").as_deref(),
+        Some("viewer"),
+        "spoofed roles replaced"
+    );
+    assert_eq!(
+        upstream("x-request-id"),
+        allowed
+            .headers
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string())
+    );
+
+    let acme = [("host", "acme.app.test")];
+    let unauthenticated = request(gateway, "GET", "/api/v1/agents", &acme).await;
+    unauthenticated.assert_problem(401, "unauthenticated");
+    assert_eq!(
+        unauthenticated.headers["www-authenticate"],
+        "Bearer realm=\"tollgate\""
+    );
+    let viewing = [
+        ("host", "acme.app.test"),
+        ("authorization", viewer.as_str()),
+    ];
+    request(gateway, "DELETE", "/api/v1/agents/7", &viewing)
+        .await
+        .assert_problem(403, "forbidden");
+    let nobody = [("host", "nobody.app.test")];
+    request(gateway, "GET", "/api/v1/agents", &nobody)
+        .await
+        .assert_problem(404, "unknown-tenant");
+    let umbrella = [("host", "umbrella.app.test")];
+    request(gateway, "GET", "/public/x", &umbrella)
+        .await
+        .assert_problem(402, "subscription-inactive");
+
+    let carol = s.token("carol", "globex", &["user"], false);
+    let globex = [
+        ("host", "globex.app.test"),
+        ("authorization", carol.as_str()),
+    ];
+    let first = request(gateway, "GET", "/api/v1/agents", &globex).await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.headers.contains_key("ratelimit-policy"),
+        "the client learns its limits: {:?}",
+        first.headers
+    );
+    let limited = request(gateway, "GET", "/api/v1/agents", &globex).await;
+    limited.assert_problem(429, "rate-limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(
+        limited.headers.contains_key("ratelimit")
+            && limited.headers.contains_key("ratelimit-policy")
+    );
+    viewer
+}
+
+/// The gateway's answer when Tollgate cannot be reached: 503, a problem, nothing forwarded.
+pub async fn closed_when_tollgate_is_unreachable(gateway: SocketAddr, s: &Setup) {
+    let refused: Reply =
+        request(gateway, "GET", "/public/docs", &[("host", "acme.app.test")]).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        refused.json()["type"],
+        "https://tollgate.dev/problems/authorizer-unavailable"
+    );
+    assert!(s.upstream.seen().is_empty(), "closed, never open");
+}
