@@ -14,6 +14,7 @@ use tollgate::identity::Principal;
 use tollgate::identity::jwks::JwksCache;
 use tollgate::identity::jwt::JwtVerifier;
 use tollgate::snapshot::Snapshot;
+use tollgate::tenants::Tenant;
 
 pub struct Deployment {
     pub snapshot: Snapshot,
@@ -113,6 +114,16 @@ authorization:
             Duration::from_secs(3600),
         )
         .unwrap()
+    }
+
+    /// The `i`th tenant.
+    pub fn tenant(&self, i: usize) -> &Arc<Tenant> {
+        self.snapshot
+            .tenants
+            .as_ref()
+            .unwrap()
+            .get(&tenant_id(i))
+            .unwrap()
     }
 
     pub fn verifier(&self) -> JwtVerifier {

@@ -12,6 +12,8 @@ use cedar_policy::{
 };
 
 use crate::identity::{AuthMethod, Principal};
+
+use super::scope::Narrowed;
 use crate::tenants::Tenant;
 
 /// What was decided and why.
@@ -124,55 +126,51 @@ pub fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
         .map_err(|e| format!("tenant {}: {e}", tenant.id))
 }
 
-/// The principal and its roles; the principal is in each role and in its own tenant.
-fn principal_entities(types: &Types, p: &Principal, principal_uid: &EntityUid) -> Vec<Entity> {
-    let mut entities = Vec::with_capacity(p.roles.len() + 1);
-    let mut parents: HashSet<EntityUid> = HashSet::new();
-    for role in &p.roles {
-        let role_uid = uid(&types.role, role);
-        entities.push(Entity::new_no_attrs(role_uid.clone(), HashSet::new()));
-        parents.insert(role_uid);
-    }
+/// The principal, in each of its roles and in its own tenant. Roles need no entities of their
+/// own: they have no attributes or parents, and `principal in Role::"x"` reads the principal's.
+pub fn principal_entity(types: &Types, p: &Principal) -> Entity {
+    let mut parents: HashSet<EntityUid> = p.roles.iter().map(|r| uid(&types.role, r)).collect();
     if let Some(own) = &p.tenant {
         parents.insert(uid(&types.tenant, own));
     }
-    entities.push(Entity::new_no_attrs(principal_uid.clone(), parents));
-    entities
+    Entity::new_no_attrs(uid(types.principal(p.method), &p.id), parents)
 }
 
+impl Types {
+    pub fn principal(&self, method: AuthMethod) -> &EntityTypeName {
+        match method {
+            AuthMethod::Jwt => &self.user,
+            AuthMethod::ApiKey => &self.api_key,
+            AuthMethod::Anonymous => &self.anonymous,
+        }
+    }
+
+    pub fn action(&self, action: &str) -> EntityUid {
+        uid(&self.action, action)
+    }
+}
+
+/// Evaluates `policies` (already narrowed to the request's action and caller). `base` holds the
+/// tenant's entity (and the action hierarchy, if the schema has one); the principal and the
+/// resource join it here.
 pub fn evaluate(
     types: &Types,
-    tenant_entity: &Entity,
-    actions: &[Entity],
-    policies: &cedar_policy::PolicySet,
+    base: &Entities,
+    policies: &Narrowed,
     inputs: &Inputs<'_>,
 ) -> Decision {
     let p = inputs.principal;
-    let principal_type = match p.method {
-        AuthMethod::Jwt => &types.user,
-        AuthMethod::ApiKey => &types.api_key,
-        AuthMethod::Anonymous => &types.anonymous,
-    };
     let tenant_uid = uid(&types.tenant, &inputs.tenant.id);
-    let principal_uid = uid(principal_type, &p.id);
-    let own = p
-        .entities
-        .get_or_init(|| principal_entities(types, p, &principal_uid));
-    let mut entities: Vec<Entity> = Vec::with_capacity(actions.len() + own.len() + 2);
-    entities.extend_from_slice(actions);
-    entities.extend_from_slice(own);
-    entities.push(tenant_entity.clone());
+    let principal = p.entity.get_or_init(|| principal_entity(types, p)).clone();
+    let principal_uid = principal.uid();
     let Some(resource_type) = types.resources.get(inputs.resource_type) else {
         return Decision::error(format!("unknown resource type {:?}", inputs.resource_type));
     };
     let resource_uid = uid(resource_type, inputs.resource_id);
-    entities.push(Entity::new_no_attrs(
-        resource_uid.clone(),
-        HashSet::from([tenant_uid.clone()]),
-    ));
+    let resource = Entity::new_no_attrs(resource_uid.clone(), HashSet::from([tenant_uid.clone()]));
 
     let (hour, weekday) = hour_and_weekday(inputs.now);
-    let context = Context::from_pairs([
+    let mut pairs = vec![
         (
             "tenant".to_string(),
             RestrictedExpression::new_entity_uid(tenant_uid),
@@ -184,10 +182,6 @@ pub fn evaluate(
         (
             "features".to_string(),
             strings(inputs.tenant.features.iter().cloned()),
-        ),
-        (
-            "client_ip".to_string(),
-            RestrictedExpression::new_ip(inputs.client_ip.to_string()),
         ),
         (
             "method".to_string(),
@@ -208,12 +202,18 @@ pub fn evaluate(
         ),
         ("mfa".to_string(), RestrictedExpression::new_bool(p.mfa)),
         ("scopes".to_string(), strings(p.scopes.iter().cloned())),
-    ]);
-    let context = match context {
+    ];
+    if policies.reads_client_ip {
+        pairs.push((
+            "client_ip".to_string(),
+            RestrictedExpression::new_ip(inputs.client_ip.to_string()),
+        ));
+    }
+    let context = match Context::from_pairs(pairs) {
         Ok(context) => context,
         Err(e) => return Decision::error(format!("context: {e}")),
     };
-    let entities = match Entities::from_entities(entities, None) {
+    let entities = match base.clone().add_entities([principal, resource], None) {
         Ok(entities) => entities,
         Err(e) => return Decision::error(format!("entities: {e}")),
     };
@@ -222,7 +222,7 @@ pub fn evaluate(
         Ok(request) => request,
         Err(e) => return Decision::error(format!("request: {e}")),
     };
-    let response = Authorizer::new().is_authorized(&request, policies, &entities);
+    let response = Authorizer::new().is_authorized(&request, &policies.set, &entities);
     let errors: Vec<String> = response
         .diagnostics()
         .errors()

@@ -5,12 +5,13 @@
 pub mod decide;
 pub mod policies;
 pub mod routes;
+pub mod scope;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{Entity, EntityTypeName};
+use cedar_policy::{Entities, Entity, EntityTypeName};
 
 use crate::config::{Authorization, yaml};
 use crate::tenants::Directory;
@@ -18,13 +19,15 @@ use crate::tenants::Directory;
 use decide::{Decision, Inputs, Types};
 use policies::PolicyStore;
 use routes::Routes;
+use scope::{Caller, Narrowing};
 
 pub struct Authz {
     pub routes: Routes,
     pub policies: PolicyStore,
     types: Types,
-    tenants: HashMap<String, Entity>,
-    actions: Vec<Entity>,
+    /// Per tenant: its entity, and the action hierarchy if the schema has one.
+    tenants: HashMap<String, Entities>,
+    narrowing: Narrowing,
     cache: Option<moka::sync::Cache<String, Arc<Decision>>>,
 }
 
@@ -82,22 +85,35 @@ impl Authz {
             action: type_name("Action").map_err(|e| vec![e])?,
             resources,
         };
+        let actions = schema.action_entities().unwrap_or_else(|e| {
+            errors.push(format!("schema actions: {e}"));
+            Entities::empty()
+        });
+        // Action entities matter only to `action in <group>`; without groups they are left out.
+        let grouped = actions.iter().any(|a| {
+            actions
+                .ancestors(&a.uid())
+                .is_some_and(|mut up| up.next().is_some())
+        });
+        let hierarchy: Vec<Entity> = if grouped {
+            actions.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let mut tenants = HashMap::new();
         for tenant in directory.tenants() {
-            match decide::tenant_entity(&types, tenant) {
-                Ok(entity) => {
-                    tenants.insert(tenant.id.clone(), entity);
+            let base = decide::tenant_entity(&types, tenant).and_then(|entity| {
+                let all = hierarchy.iter().cloned().chain([entity]);
+                Entities::from_entities(all, None).map_err(|e| format!("tenant {}: {e}", tenant.id))
+            });
+            match base {
+                Ok(base) => {
+                    tenants.insert(tenant.id.clone(), base);
                 }
                 Err(e) => errors.push(e),
             }
         }
-        let actions = match schema.action_entities() {
-            Ok(entities) => entities.iter().cloned().collect(),
-            Err(e) => {
-                errors.push(format!("schema actions: {e}"));
-                Vec::new()
-            }
-        };
+        let narrowing = Narrowing::new(actions, types.role.clone(), types.tenant.clone());
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -111,7 +127,7 @@ impl Authz {
             policies,
             types,
             tenants,
-            actions,
+            narrowing,
             cache,
         })
     }
@@ -125,13 +141,18 @@ impl Authz {
             return (hit, true);
         }
         let decision = match self.tenants.get(&inputs.tenant.id) {
-            Some(tenant) => Arc::new(decide::evaluate(
-                &self.types,
-                tenant,
-                &self.actions,
-                self.policies.set_for(&inputs.tenant.id),
-                inputs,
-            )),
+            Some(base) => {
+                let p = inputs.principal;
+                let caller = Caller {
+                    kind: self.types.principal(p.method),
+                    roles: &p.roles,
+                    tenant: p.tenant.as_deref(),
+                };
+                let (set_key, set) = self.policies.set_for(&inputs.tenant.id);
+                let action = self.types.action(inputs.action);
+                let narrowed = self.narrowing.narrow(set_key, set, &action, &caller);
+                Arc::new(decide::evaluate(&self.types, base, &narrowed, inputs))
+            }
             None => Arc::new(Decision {
                 allowed: false,
                 policies: Vec::new(),

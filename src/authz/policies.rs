@@ -212,9 +212,13 @@ impl PolicyStore {
         }
     }
 
-    /// The compiled set a tenant's requests are evaluated against.
-    pub fn set_for(&self, tenant: &str) -> &PolicySet {
-        self.per_tenant.get(tenant).unwrap_or(&self.global)
+    /// The compiled set a tenant's requests are evaluated against, and its name: the tenant's
+    /// id for a tenant with policies of its own, else "" (the global set).
+    pub fn set_for<'a>(&'a self, tenant: &'a str) -> (&'a str, &'a PolicySet) {
+        match self.per_tenant.get(tenant) {
+            Some(own) => (tenant, own),
+            None => ("", &self.global),
+        }
     }
 
     /// `file:line` of a policy.

@@ -36,9 +36,9 @@ pub struct Principal {
     pub valid_until: Option<SystemTime>,
     /// `x-user-*` and `x-auth-method` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The principal's Cedar entities (itself and its roles), built on its first decision.
+    /// The principal's Cedar entity (in its roles and tenant), built on its first decision.
     /// Principals live as long as their cached token or key, so this is once per credential.
-    pub entities: OnceLock<Vec<cedar_policy::Entity>>,
+    pub entity: OnceLock<cedar_policy::Entity>,
 }
 
 impl Principal {
@@ -73,7 +73,7 @@ impl Principal {
             mfa,
             valid_until,
             headers,
-            entities: OnceLock::new(),
+            entity: OnceLock::new(),
         }
     }
 
