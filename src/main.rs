@@ -341,7 +341,7 @@ fn main() -> ExitCode {
             commands::create_key(&snapshot, &request)
         })),
         Command::Serve { config } => match Config::load(&config.file) {
-            Ok(config) => run(async move {
+            Ok(config) => run_on(config.server.workers, async move {
                 tollgate::logging::init(&config.log);
                 let server = Server::bind(config).await?;
                 server.serve(shutdown_signal()).await;
@@ -381,10 +381,16 @@ fn print(result: Result<String, String>) -> ExitCode {
 }
 
 fn run(main: impl Future<Output = Result<(), String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    run_on(0, main)
+}
+
+/// Runs `main` on `workers` runtime threads (0: one per CPU core).
+fn run_on(workers: usize, main: impl Future<Output = Result<(), String>>) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };

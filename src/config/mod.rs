@@ -182,6 +182,8 @@ pub struct Server {
     /// Accept HTTP/2 with prior knowledge on the plaintext listener.
     pub h2c: bool,
     pub drain_timeout: Duration,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub workers: usize,
     pub limits: Limits,
 }
 

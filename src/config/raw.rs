@@ -245,6 +245,7 @@ pub struct RawServer {
     pub tls: Option<RawTls>,
     pub h2c: Option<bool>,
     pub drain_timeout: Option<Dur>,
+    pub workers: Option<usize>,
     #[serde(default)]
     pub limits: RawLimits,
 }

@@ -117,6 +117,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             raw.server.drain_timeout,
             Duration::from_secs(30),
         ),
+        workers: raw.server.workers.unwrap_or(0),
         limits: limits(&mut errs, raw.server.limits),
     };
     let admin = Admin {

@@ -72,6 +72,10 @@ impl Identity {
         jwks: &JwksCache,
         anonymous: bool,
     ) -> Result<Arc<Principal>, Refusal> {
+        if anonymous && self.jwt.is_empty() && self.api_keys.is_none() {
+            // Tollgate checks no credentials here: they are the application's, forwarded as sent.
+            return Ok(self.anonymous.clone());
+        }
         let credential = credential(config, headers)?;
         let now = SystemTime::now();
         match credential {

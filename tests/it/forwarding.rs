@@ -183,3 +183,21 @@ async fn ambiguous_paths_are_refused_before_reaching_the_upstream() {
     }
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_identity_section_credentials_are_the_applications_and_pass_untouched() {
+    let upstream = Upstream::start().await;
+    let tollgate = Tollgate::start(upstream.addr, Options::default());
+    for (name, value) in [
+        ("authorization", "Bearer the-applications-own-token"),
+        ("authorization", "Basic Zm9vOmJhcg=="),
+    ] {
+        let reply = get(tollgate.addr, "/echo", &[(name, value)]).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.upstream_header(name).as_deref(), Some(value));
+        assert_eq!(
+            reply.upstream_header("x-auth-method").as_deref(),
+            Some("anonymous")
+        );
+    }
+}
