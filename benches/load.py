@@ -173,15 +173,6 @@ def envoy_conf(work, name, port, upstream, full):
     return ["envoy", "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "-l", "error"]
 
 
-PLANS = """plans:
-  bench:
-    rate_limits:
-      - { name: per-second, limit: 1000000000, window: 1s, per: principal }
-    quotas:
-      api_calls: { limit: 1000000000000, period: month }
-    features: [basic_analytics]
-"""
-
 TENANTS = """tenants:
   - { id: acme, name: Acme, plan: bench, status: active }
 """
@@ -197,7 +188,7 @@ log: {{ level: error }}
 limits: {{ backend: memory }}
 """
     if full:
-        (state / "plans.yaml").write_text(PLANS)
+        shutil.copy(REPO / "benches/plans.yaml", state / "plans.yaml")
         (state / "tenants.yaml").write_text(TENANTS)
         keys = REPO / "config/keys"
         text = f"""server: {{ listen: 127.0.0.1:{port}, workers: 1 }}

@@ -386,8 +386,13 @@ fn run(main: impl Future<Output = Result<(), String>>) -> ExitCode {
 
 /// Runs `main` on `workers` runtime threads (0: one per CPU core).
 fn run_on(workers: usize, main: impl Future<Output = Result<(), String>>) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
+    // One worker: a single-threaded scheduler, which has no work stealing to pay for.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     let runtime = match builder.enable_all().build() {

@@ -1,5 +1,11 @@
 //! Prometheus metrics, served as text on the admin listener.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use http::StatusCode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -54,10 +60,29 @@ pub struct Metrics {
     pub tenant_requests: IntCounterVec,
     /// Time spent in each pipeline stage.
     pub stage_duration: HistogramVec,
-    /// Tenants that have their own label (at most `max_tenants`).
-    labelled: std::sync::Mutex<std::collections::HashSet<String>>,
-    max_tenants: std::sync::atomic::AtomicUsize,
+    /// Tenants that have their own label (at most `max_tenants`): read without a lock, copied
+    /// on the rare write (a tenant's first request).
+    labelled: ArcSwap<HashSet<String>>,
+    labelling: Mutex<()>,
+    max_tenants: AtomicUsize,
+    /// `requests` by status code and `stage_duration` by stage, resolved once rather than
+    /// hashed per request.
+    by_status: Box<[OnceLock<IntCounter>]>,
+    by_stage: HashMap<&'static str, Histogram>,
 }
+
+/// The pipeline's stages (the `stage` label's values).
+pub const STAGES: [&str; 9] = [
+    "admission",
+    "normalize",
+    "tenant",
+    "route",
+    "identity",
+    "authorize",
+    "ratelimit",
+    "quota",
+    "forward",
+];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -263,30 +288,62 @@ impl Metrics {
             audit_lost,
             audit_write_errors,
             tenant_requests,
+            labelled: ArcSwap::from_pointee(HashSet::new()),
+            labelling: Mutex::new(()),
+            max_tenants: AtomicUsize::new(1000),
+            by_status: (0..1000).map(|_| OnceLock::new()).collect(),
+            by_stage: STAGES
+                .iter()
+                .map(|s| (*s, stage_duration.with_label_values(&[s])))
+                .collect(),
             stage_duration,
-            labelled: std::sync::Mutex::new(std::collections::HashSet::new()),
-            max_tenants: std::sync::atomic::AtomicUsize::new(1000),
         })
     }
 
     /// Sets the tenant label cap (`metrics.max_tenants`).
     pub fn set_max_tenants(&self, max: usize) {
-        self.max_tenants
-            .store(max, std::sync::atomic::Ordering::Relaxed);
+        self.max_tenants.store(max, Ordering::Relaxed);
     }
 
     /// The label for a tenant: its id while fewer than the cap have labels, else `other`, so a
     /// platform with 100,000 tenants cannot blow up the metrics.
     pub fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
-        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
-        if labelled.contains(tenant) {
+        if self.labelled.load().contains(tenant) {
             return tenant;
         }
-        if labelled.len() < self.max_tenants.load(std::sync::atomic::Ordering::Relaxed) {
-            labelled.insert(tenant.to_string());
+        let _writer = self.labelling.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.labelled.load_full();
+        if current.contains(tenant) {
+            return tenant;
+        }
+        if current.len() < self.max_tenants.load(Ordering::Relaxed) {
+            let mut next = HashSet::clone(&current);
+            next.insert(tenant.to_string());
+            self.labelled.store(Arc::new(next));
             return tenant;
         }
         "other"
+    }
+
+    /// Counts an answer by its status code.
+    pub fn count_status(&self, status: StatusCode) {
+        match self.by_status.get(usize::from(status.as_u16())) {
+            Some(cell) => cell
+                .get_or_init(|| self.requests.with_label_values(&[status.as_str()]))
+                .inc(),
+            None => self.requests.with_label_values(&[status.as_str()]).inc(),
+        }
+    }
+
+    /// Records the time spent in a stage.
+    pub fn observe_stage(&self, stage: &str, seconds: f64) {
+        match self.by_stage.get(stage) {
+            Some(histogram) => histogram.observe(seconds),
+            None => self
+                .stage_duration
+                .with_label_values(&[stage])
+                .observe(seconds),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -32,14 +32,8 @@ pub fn tenant_id(i: usize) -> String {
     format!("t{i:05}")
 }
 
-const PLANS: &str = "plans:
-  bench:
-    rate_limits:
-      - { name: per-second, limit: 1000000000, window: 1s, per: principal }
-    quotas:
-      api_calls: { limit: 1000000000000, period: month }
-    features: [basic_analytics]
-";
+/// One plan whose limits never refuse (shared with `load.py`).
+const PLANS: &str = include_str!("../plans.yaml");
 
 impl Deployment {
     /// `limits` is the `limits:` section (memory, embedded or redis).

@@ -15,7 +15,7 @@ use super::Context;
 
 pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusCode) {
     let elapsed = ctx.started.elapsed();
-    metrics.requests.with_label_values(&[status.as_str()]).inc();
+    metrics.count_status(status);
     metrics.request_duration.observe(elapsed.as_secs_f64());
     let tenant = ctx
         .tenant
@@ -32,10 +32,7 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
         .with_label_values(&[tenant, plan, decision, ctx.stage])
         .inc();
     for (stage, time) in &ctx.stage_times {
-        metrics
-            .stage_duration
-            .with_label_values(&[stage])
-            .observe(time.as_secs_f64());
+        metrics.observe_stage(stage, time.as_secs_f64());
     }
     tracing::debug!(
         request_id = ctx.request_id.to_str().unwrap_or_default(),
