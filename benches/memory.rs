@@ -2,6 +2,7 @@
 //! distinct principals rate limited and counted, then the process's resident set size.
 //! `cargo bench --bench memory`; the goal is under 256 MB.
 
+#[allow(dead_code, reason = "the token helpers serve benches/stages.rs")]
 mod support;
 
 use std::time::Instant;
