@@ -12,6 +12,11 @@ use tollgate::demo::{self, DemoAddrs};
 use tollgate::server::Server;
 use tollgate::{commands, explain};
 
+/// mimalloc: requests allocate on the workers and audit records are freed on the writer thread,
+/// a pattern glibc's allocator pays for in lock traffic and consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",

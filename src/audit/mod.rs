@@ -13,7 +13,9 @@ pub mod record;
 pub mod sink;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +45,11 @@ pub struct Auditor {
     metrics: Arc<Metrics>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// The writer polls this often while records arrive, and for `BUSY` after the last one; then it
+/// sleeps until the next record wakes it.
+const POLL: Duration = Duration::from_millis(1);
+const BUSY: Duration = Duration::from_millis(200);
 
 fn unavailable() -> Refusal {
     Refusal::new(
@@ -185,8 +192,18 @@ impl Writer {
     fn run(mut self) {
         let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut count: u64 = 0;
+        let mut last_record = Instant::now();
         loop {
-            let first = if count == 0 {
+            let first = if count == 0 && last_record.elapsed() < BUSY {
+                // Records are flowing: poll rather than sleep in `recv`, so that queuing a record
+                // never has to wake this thread (a futex call on the request's path).
+                std::thread::sleep(POLL);
+                match self.rx.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            } else if count == 0 {
                 match self.rx.recv() {
                     Ok(message) => Some(message),
                     Err(_) => break,
@@ -201,6 +218,7 @@ impl Writer {
             };
             let mut stop = false;
             if let Some(message) = first {
+                last_record = Instant::now();
                 stop |= self.take(message, &mut pending, &mut count);
             }
             while !stop && count < 1024 {
