@@ -7,14 +7,7 @@ use crate::support::tollgate::{BIN, check};
 
 /// Every YAML file shipped under `config/`.
 fn shipped_yaml() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
+    crate::support::shipped_yaml("config")
 }
 
 /// Main configuration files have an `upstream:` section; the others are named by them.

@@ -9,15 +9,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 fn manifests() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    files
+    crate::support::shipped_yaml("deploy/kubernetes")
 }
 
 fn documents(path: &Path) -> Vec<Value> {
