@@ -165,9 +165,10 @@ impl JwtVerifier {
                 }
             }
             if let Some((url, refresh)) = &provider.jwks_url {
-                let mut remote = jwks.keys(url, *refresh, false).await;
+                // Boxed: the fetch is a large future every request would otherwise carry.
+                let mut remote = Box::pin(jwks.keys(url, *refresh, false)).await;
                 if header.kid.is_some() && !remote.iter().any(|k| matches(&k)) {
-                    remote = jwks.keys(url, *refresh, true).await;
+                    remote = Box::pin(jwks.keys(url, *refresh, true)).await;
                 }
                 for key in remote.iter().filter(matches) {
                     tried = true;

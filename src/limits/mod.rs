@@ -117,7 +117,8 @@ impl Limits {
         }
         if redis.available() {
             let started = std::time::Instant::now();
-            let result = redis.check(&rate_items, &quota_items).await;
+            // Boxed, like the reconciliation: a large future the local backends should not carry.
+            let result = Box::pin(redis.check(&rate_items, &quota_items)).await;
             metrics
                 .store_latency
                 .observe(started.elapsed().as_secs_f64());
@@ -125,7 +126,7 @@ impl Limits {
                 Ok((verdict, recovered)) => {
                     metrics.redis_breaker.set(0);
                     if recovered {
-                        self.reconcile(redis, metrics).await;
+                        Box::pin(self.reconcile(redis, metrics)).await;
                     }
                     return Ok(outcome(tenant, &rate_items, verdict));
                 }

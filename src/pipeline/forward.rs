@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use http::header::HOST;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -14,6 +14,7 @@ use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
+use crate::upstream::UpstreamError;
 
 use super::admission::body_too_large;
 use super::normalize::Target;
@@ -31,11 +32,9 @@ pub async fn forward(
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    parts.uri = Uri::builder()
-        .scheme(config.upstream.scheme.clone())
-        .authority(config.upstream.authority.clone())
-        .path_and_query(target.path_and_query)
-        .build()
+    parts.uri = shared
+        .client
+        .target(&config.upstream, target.path_and_query)
         .map_err(|_| Refusal::new(Problem::MalformedRequest, "unusable request target"))?;
     parts.version = if config.upstream.http2 {
         Version::HTTP_2
@@ -82,7 +81,7 @@ pub async fn forward(
 
     let timeout = config.upstream.response_timeout;
     let mut response =
-        match tokio::time::timeout(timeout, shared.client.request(upstream_request)).await {
+        match tokio::time::timeout(timeout, shared.client.send(upstream_request)).await {
             Err(_) => {
                 shared
                     .metrics
@@ -131,11 +130,7 @@ pub async fn forward(
 }
 
 /// Maps a client error to the answer the downstream gets.
-fn classify(
-    shared: &Shared,
-    err: &hyper_util::client::legacy::Error,
-    max_body: Option<u64>,
-) -> Refusal {
+fn classify(shared: &Shared, err: &UpstreamError, max_body: Option<u64>) -> Refusal {
     let mut timed_out = false;
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = source {

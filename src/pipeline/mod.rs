@@ -37,11 +37,12 @@ use crate::metrics::Metrics;
 use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
 use crate::tenants::Tenant;
+use crate::upstream::Streamed;
 
 use normalize::Target;
 
 /// A response body: streamed from the upstream, or one of Tollgate's own small answers.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<Streamed, Full<Bytes>>;
 
 /// What the pipeline knows about one request, filled in stage by stage.
 pub struct Context {

@@ -24,7 +24,7 @@ use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::UpstreamClient;
 
 pub use conn::ConnInfo;
 
@@ -89,7 +89,7 @@ impl Server {
             .map(|audit| Auditor::start(audit, metrics.clone()).map(Arc::new))
             .transpose()?;
         let shared = Shared {
-            client: upstream::client(&config.upstream)?,
+            client: UpstreamClient::new(&config.upstream)?,
             metrics,
             auditor,
             in_flight: Semaphore::new(limits.max_in_flight),

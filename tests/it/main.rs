@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod nginx;
 mod plan_limits;
+mod pool;
 mod protocols;
 mod reload;
 mod streaming;

@@ -126,17 +126,3 @@ async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
         .assert_problem(504, "upstream-timeout");
     drop(listener);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_connections_are_pooled_and_reused() {
-    let upstream = Upstream::start().await;
-    let tollgate = Tollgate::start(upstream.addr, Options::default());
-    for _ in 0..10 {
-        assert_eq!(get(tollgate.addr, "/echo", &[]).await.status, 200);
-    }
-    assert_eq!(
-        upstream.connections(),
-        1,
-        "sequential requests reuse one upstream connection"
-    );
-}
