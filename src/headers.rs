@@ -30,6 +30,14 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
 /// Removes hop-by-hop headers and every header listed in `Connection`. `TE` is removed unless it
 /// is exactly `trailers`, which a proxy forwards so that trailers can flow back (as Envoy does).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the names (standard names compare as
+    // enums) spares a hashed removal per hop-by-hop name.
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name) || name == header::TE)
+    {
+        return;
+    }
     // Names listed in Connection are collected first: removing them while iterating is not
     // possible. The usual tokens (`keep-alive`, `close`, `upgrade`) name no header to remove
     // beyond the fixed list, so the common case allocates nothing.

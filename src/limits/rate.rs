@@ -28,8 +28,18 @@ pub struct Check {
     pub retry_after: Duration,
 }
 
+/// What makes two limits the same limiter: a changed number is a new limiter, with fresh state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LimiterId {
+    name: Arc<str>,
+    per: &'static str,
+    limit: u64,
+    window: Duration,
+    burst: u64,
+}
+
 pub struct RateLimiters {
-    limiters: moka::sync::Cache<String, Arc<Keyed>>,
+    limiters: moka::sync::Cache<LimiterId, Arc<Keyed>>,
     clock: DefaultClock,
 }
 
@@ -54,15 +64,14 @@ fn quota(limit: &RateLimit) -> Option<Quota> {
 
 impl RateLimiters {
     /// Checks (and, if allowed, counts) one request against one limit.
-    pub fn check(&self, limit: &RateLimit, key: &str) -> Check {
-        let identity = format!(
-            "{}/{}/{}/{}/{}",
-            limit.name,
-            limit.per.as_str(),
-            limit.limit,
-            limit.window.as_millis(),
-            limit.burst()
-        );
+    pub fn check(&self, limit: &RateLimit, key: &String) -> Check {
+        let identity = LimiterId {
+            name: limit.name.clone(),
+            per: limit.per.as_str(),
+            limit: limit.limit,
+            window: limit.window,
+            burst: limit.burst(),
+        };
         let Some(quota) = quota(limit) else {
             // Validation keeps limits in range; an impossible one refuses rather than allows.
             return Check {
@@ -77,7 +86,7 @@ impl RateLimiters {
         });
         let per_request = quota.replenish_interval();
         let burst = u64::from(quota.burst_size().get());
-        match limiter.check_key(&key.to_string()) {
+        match limiter.check_key(key) {
             Ok(state) => {
                 let remaining = u64::from(state.remaining_burst_capacity());
                 Check {
@@ -132,7 +141,9 @@ mod tests {
     fn the_burst_passes_then_requests_wait() {
         let limiters = RateLimiters::default();
         let hourly = limit(20, Duration::from_secs(3600), 3);
-        let checks: Vec<Check> = (0..4).map(|_| limiters.check(&hourly, "k")).collect();
+        let checks: Vec<Check> = (0..4)
+            .map(|_| limiters.check(&hourly, &"k".to_string()))
+            .collect();
         assert!(checks[..3].iter().all(|c| c.allowed));
         assert_eq!(checks[2].remaining, 0);
         assert!(!checks[3].allowed);
@@ -149,7 +160,7 @@ mod tests {
             assert!(limiters.check(&fast, &format!("caller-{i}")).allowed);
         }
         let busy = limit(10, Duration::from_secs(3600), 2);
-        limiters.check(&busy, "busy");
+        limiters.check(&busy, &"busy".to_string());
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(
             limiters.sweep(),

@@ -127,6 +127,7 @@ impl Context {
     }
 
     pub fn new(request_id: HeaderValue, peer: SocketAddr, peer_trusted: bool, tls: bool) -> Self {
+        let now = Instant::now();
         Context {
             client_ip: peer.ip(),
             host: None,
@@ -141,12 +142,12 @@ impl Context {
             received: Arc::new(AtomicU64::new(0)),
             problem: None,
             stage_times: Vec::with_capacity(8),
-            stage_started: Instant::now(),
+            stage_started: now,
             request_id,
             peer,
             peer_trusted,
             tls,
-            started: Instant::now(),
+            started: now,
             stage: "admission",
             tenant: None,
             principal: None,

@@ -237,7 +237,7 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
         limits.extend(t.limits.iter().map(|(k, v)| (k.clone(), *v)));
         let mut rate_limits = plan.rate_limits.clone();
         for (name, limit) in &t.rate_limits {
-            match rate_limits.iter_mut().find(|r| r.name == *name) {
+            match rate_limits.iter_mut().find(|r| *r.name == **name) {
                 Some(r) if *limit > 0 && *limit <= u64::from(u32::MAX) => r.limit = *limit,
                 Some(_) => fail(
                     ".rate_limits",

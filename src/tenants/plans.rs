@@ -2,6 +2,7 @@
 //! limits (the last are passed to the upstream in headers).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -102,7 +103,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone)]
 pub struct RateLimit {
-    pub name: String,
+    /// Shared: the rate limiter's cache key holds it, and a check must not copy it.
+    pub name: Arc<str>,
     pub limit: u64,
     pub window: Duration,
     pub burst: Option<u64>,
@@ -164,7 +166,7 @@ pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
                 errors.push(format!("{key}.burst: must be between 1 and the limit"));
             }
             RateLimit {
-                name: r.name,
+                name: Arc::from(r.name),
                 limit: r.limit,
                 window: r.window.0,
                 burst: r.burst,
