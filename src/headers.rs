@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -206,12 +205,6 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     headers.insert(name, value);
 }
 
-thread_local! {
-    /// Each worker thread's UUIDv7 sequence: ids a thread makes sort in the order it made them,
-    /// and no lock is shared between threads (`Uuid::now_v7` takes a process-wide mutex).
-    static IDS: ContextV7 = const { ContextV7::new() };
-}
-
 /// The inbound `X-Request-Id` if it is sane (1–128 visible ASCII characters of a safe set),
 /// otherwise a fresh UUIDv7, which sorts by time in logs.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -225,9 +218,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return value.clone();
         }
     }
-    let ts = uuid::Timestamp::now(ThreadLocalContext::new(&IDS));
     let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v7(ts).hyphenated().encode_lower(&mut buf);
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
