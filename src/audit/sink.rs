@@ -20,7 +20,8 @@ pub struct FileSink {
     synced: Instant,
     /// The `interval` sync in progress.
     syncing: Option<JoinHandle<io::Result<()>>>,
-    /// Only regular files rotate (a device such as `/dev/full`, or a pipe, is written as is).
+    /// Only regular files rotate and sync (a device such as `/dev/full`, or a pipe, is written
+    /// as is).
     regular: bool,
 }
 
@@ -60,6 +61,11 @@ impl FileSink {
         }
         self.file.write_all(lines)?;
         self.size += lines.len() as u64;
+        if !self.regular {
+            // A pipe or a device cannot be synced (EINVAL); a log collector reading a pipe
+            // must not turn the auditor unhealthy.
+            return Ok(());
+        }
         match self.config.fsync {
             Fsync::Always => self.file.sync_data()?,
             Fsync::Interval
@@ -77,7 +83,7 @@ impl FileSink {
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.finish_sync()?;
-        if self.config.fsync == Fsync::Never {
+        if self.config.fsync == Fsync::Never || !self.regular {
             return Ok(());
         }
         self.file.sync_data()

@@ -10,9 +10,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use http::header::{HOST, UPGRADE};
+use http::header::UPGRADE;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -65,17 +65,10 @@ impl UpstreamClient {
     /// Sends the request and returns the response head; the body streams after.
     pub async fn send(
         &self,
-        mut request: Request<UpstreamBody>,
+        request: Request<UpstreamBody>,
     ) -> Result<Response<Streamed>, UpstreamError> {
         match self {
-            UpstreamClient::Http1(pool) => {
-                if !request.headers().contains_key(HOST)
-                    && let Ok(host) = HeaderValue::from_str(pool.authority().as_str())
-                {
-                    request.headers_mut().insert(HOST, host);
-                }
-                pool.send(request).await
-            }
+            UpstreamClient::Http1(pool) => pool.send(request).await,
             UpstreamClient::Pooled(client) => client
                 .request(request)
                 .await

@@ -14,8 +14,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -29,6 +30,8 @@ type Sender = SendRequest<UpstreamBody>;
 
 pub struct Pool {
     authority: Authority,
+    /// The `Host` a request gets when it carries none (`forwarding.preserve_host: false`).
+    host: Option<HeaderValue>,
     connect_timeout: Duration,
     max_idle: usize,
     /// Idle connections, the most recently used last, each with the reaper's tick it came back at.
@@ -43,6 +46,7 @@ impl Pool {
     pub fn start(config: &Upstream) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             authority: config.authority.clone(),
+            host: HeaderValue::from_str(config.authority.as_str()).ok(),
             connect_timeout: config.connect_timeout,
             max_idle: config.pool_max_idle_per_host,
             idle: Mutex::new(Vec::new()),
@@ -58,16 +62,18 @@ impl Pool {
         Uri::from(path_and_query)
     }
 
-    pub fn authority(&self) -> &Authority {
-        &self.authority
-    }
-
     /// Sends the request on a ready idle connection or a new one. A request that an idle
     /// connection gave back unsent (it closed under us) is sent once more, on a new connection.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Response<Streamed>, UpstreamError> {
+        // HTTP/1.1 requires a Host; without the client's, the upstream's own authority.
+        if let Some(host) = &self.host
+            && !request.headers().contains_key(HOST)
+        {
+            request.headers_mut().insert(HOST, host.clone());
+        }
         let reusable = !super::upgrades(&request);
         let mut pooled = self.take();
         loop {

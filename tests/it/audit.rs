@@ -327,6 +327,42 @@ async fn under_concurrent_load_and_at_sigterm_every_request_is_on_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_sink_is_never_synced_and_keeps_every_record() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.pipe");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a plain mode.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    // A log collector reading the pipe (it also lets Tollgate's open of the pipe complete).
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read_to_string(fifo).unwrap()
+    });
+    // `required` and `fsync: always`: a sync of the pipe (EINVAL) would refuse the request.
+    let audit = format!(
+        "audit:\n  file: {{ path: {}, fsync: always }}\n  mode: required\n",
+        fifo.display()
+    );
+    let mut tollgate = Tollgate::start(upstream.addr, options(&keys, &audit));
+    for _ in 0..3 {
+        let reply = get(tollgate.addr, "/public/x", &[("host", "acme.app.test")]).await;
+        assert_eq!(reply.status, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tollgate.metric("tollgate_audit_write_errors_total"), 0.0);
+    tollgate.signal(libc::SIGTERM);
+    assert!(tollgate.wait_exit().success());
+    let lines = reader.join().unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        6,
+        "a decision and a completion record per request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_sink_refuses_requests_when_required_and_counts_losses_when_best_effort() {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
