@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderName, HeaderValue, Version};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tollgate::headers::{self, ClientSide};
 use tollgate::pipeline::normalize;
 
@@ -41,32 +41,36 @@ fn bench(c: &mut Criterion) {
     let template = typical_request();
     let host = HeaderValue::from_static("acme.app.example.com");
 
-    c.bench_function("headers/request_pass (strip, forwarded, request id)", |b| {
-        b.iter_batched_ref(
-            || template.clone(),
-            |h| {
-                let id = headers::request_id(h);
-                let upgrade = headers::upgrade_protocol(Version::HTTP_11, h);
-                headers::strip_hop_by_hop(h);
-                headers::set_forwarded(
-                    h,
-                    &ClientSide {
-                        peer: [10, 1, 2, 3].into(),
-                        peer_trusted: false,
-                        proto: "https",
-                        host: Some(&host),
-                    },
-                );
-                h.insert(&headers::X_REQUEST_ID, id);
-                black_box(upgrade);
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    c.bench_function(
+        "headers/request_pass (strip hop-by-hop and reserved, forwarded, request id)",
+        |b| {
+            b.iter_batched_ref(
+                || template.clone(),
+                |h| {
+                    let id = headers::request_id(h, false);
+                    let upgrade = headers::upgrade_requested(h);
+                    headers::strip_hop_by_hop(h);
+                    headers::strip_reserved(h, &[], false);
+                    headers::set_forwarded(
+                        h,
+                        &ClientSide {
+                            peer: [10, 1, 2, 3].into(),
+                            peer_trusted: false,
+                            proto: "https",
+                            host: Some(&host),
+                        },
+                    );
+                    h.insert(&headers::X_REQUEST_ID, id);
+                    black_box(upgrade);
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
 
     c.bench_function("headers/request_id generated", |b| {
         let empty = HeaderMap::new();
-        b.iter(|| black_box(headers::request_id(black_box(&empty))))
+        b.iter(|| black_box(headers::request_id(black_box(&empty), false)))
     });
 
     c.bench_function("normalize/canonical path (already canonical)", |b| {

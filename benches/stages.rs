@@ -56,7 +56,7 @@ fn tenants(c: &mut Criterion) {
         let headers = request(&host, None);
         c.bench_function(&format!("tenant/resolve {name} (10,000 tenants)"), |b| {
             b.iter_batched_ref(
-                || normalize::target(&uri, &headers).unwrap(),
+                || normalize::target(&uri, &headers, true).unwrap(),
                 |target| tenant::resolve(tenancy, directory, target, &headers).unwrap(),
                 criterion::BatchSize::SmallInput,
             )

@@ -132,8 +132,9 @@ pub fn create_key(snapshot: &Snapshot, request: &KeyRequest<'_>) -> Result<Strin
 }
 
 /// `tollgate usage`: quota usage against plan limits. A running Tollgate owns the usage store
-/// (the embedded file is locked while it runs), so its admin listener is asked first; when
-/// nothing listens there, the store (the file, or Redis) is read directly.
+/// (the embedded file is locked while it runs), so its admin listener is asked first, with the
+/// configured `admin.token`; when nothing listens there, the store (the file, or Redis) is read
+/// directly.
 pub async fn usage(
     snapshot: &Snapshot,
     tenant: Option<&str>,
@@ -157,13 +158,14 @@ pub async fn usage(
     if admin.ip().is_unspecified() {
         admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let report = match local_get(admin, &path) {
-        Ok(body) => serde_json::from_str(&body)
+    let report = match local_get(admin, &path, config.admin.token.as_deref()) {
+        Ok(Some(body)) => serde_json::from_str(&body)
             .map_err(|e| format!("the admin listener at {admin} answered: {e}"))?,
-        Err(_) => {
+        Ok(None) => {
             let limits = crate::limits::Limits::open(&config.limits)?;
             limits.report(directory, tenant, period).await?
         }
+        Err(e) => return Err(format!("the admin listener at {admin} answered {e}")),
     };
     Ok(match report {
         serde_json::Value::Array(reports) => reports,
@@ -171,18 +173,25 @@ pub async fn usage(
     })
 }
 
-/// A GET to a local admin listener; any failure to connect or a non-200 answer is an error.
-fn local_get(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+/// A GET to a local admin listener: `None` when nothing listens there, an error for anything
+/// but a 200 (its status line and body).
+fn local_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Option<String>, String> {
     use std::io::{Read, Write};
     let timeout = Duration::from_secs(2);
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return Ok(None);
+    };
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
@@ -191,9 +200,10 @@ fn local_get(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.lines().next().unwrap_or_default().to_string());
+        let status = head.lines().next().unwrap_or_default();
+        return Err(format!("{status}: {}", body.trim()));
     }
-    Ok(body.to_string())
+    Ok(Some(body.to_string()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, KeyRequest, TokenRequest};
-use crate::config::Config;
+use crate::config::{Config, Gateway};
 use crate::server::Server;
 use crate::snapshot::Snapshot;
 
@@ -80,10 +80,11 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
         Config::load(&dir.path().join("config/tollgate.yaml")).map_err(|e| e.to_string())?;
     config.server.listen = addrs.listen;
     config.admin.listen = addrs.admin;
-    config.authorizer = Some(crate::config::Authorizer {
-        listen: addrs.authorizer,
-        envoy_path_prefix: "/envoy".to_string(),
-    });
+    config.authorizers = authorizers(addrs.authorizer);
+    // /usage needs the admin token: TOLLGATE_ADMIN_TOKEN, or one made for this run.
+    if config.admin.token.is_none() {
+        config.admin.token = Some(random_token()?);
+    }
     config.upstream.scheme = http::uri::Scheme::HTTP;
     config.upstream.authority = addrs
         .upstream
@@ -92,7 +93,10 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
         .map_err(|e| format!("upstream address: {e}"))?;
     crate::logging::init(&config.log);
 
-    let credentials = credentials(&config)?;
+    let mut credentials = credentials(&config)?;
+    if let Some(token) = &config.admin.token {
+        credentials.push(("ADMIN_TOKEN", token.clone(), "the admin listener's /usage"));
+    }
     let audit_file = config
         .audit
         .as_ref()
@@ -124,6 +128,26 @@ pub async fn run(addrs: DemoAddrs, shutdown: CancellationToken) -> Result<(), St
     server.serve(shutdown).await;
     stop_echo.cancel();
     Ok(())
+}
+
+/// 32 random bytes as hex.
+fn random_token() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no randomness for the admin token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The demo's authorizer listeners: nginx on `first`, Envoy and Traefik on the next two ports.
+pub fn authorizers(first: SocketAddr) -> Vec<crate::config::Authorizer> {
+    [Gateway::Nginx, Gateway::Envoy, Gateway::Traefik]
+        .into_iter()
+        .enumerate()
+        .map(|(i, gateway)| crate::config::Authorizer {
+            listen: SocketAddr::new(first.ip(), first.port().saturating_add(i as u16)),
+            gateway,
+            envoy_path_prefix: "/envoy".to_string(),
+        })
+        .collect()
 }
 
 /// Tokens for the demo users and a fresh API key for globex (its hash goes into the demo's keys
@@ -191,7 +215,7 @@ fn banner(
         "Tollgate demo
   proxy     http://{proxy}   -> echo upstream http://{upstream}
   admin     http://{admin}   (/healthz /readyz /metrics /usage)
-  authorizer http://{authorizer}  (nginx auth_request, Envoy ext_authz, Traefik forwardAuth: see deploy/)
+  authorizer http://{authorizer} (nginx auth_request), :{envoy} (Envoy ext_authz), :{traefik} (Traefik forwardAuth): see deploy/
   config    {dir}   (edit config/*.yaml or policies/*.cedar: reloaded within 2s)
 
 Tenants: acme (professional; also owns the domain localhost), globex (basic), initech (suspended),
@@ -217,10 +241,13 @@ Try:
     -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents; done; echo   # 429 after 50
   curl -si -H 'Host: globex.localhost' -H \"Authorization: Bearer $CAROL\" localhost:{port}/api/v1/agents | grep -i ratelimit
   cargo run -q -- usage --tenant globex                                  # quota use (kept across restarts)
+  curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" http://{admin}/usage/globex   # the same, from the admin listener
   cargo run -q -- audit --file {audit_file} --since 10m                   # the audit records
   curl -s http://{admin}/metrics | grep tollgate_requests_total
 
 Ctrl-C stops the demo.",
-        dir = dir.display()
+        dir = dir.display(),
+        envoy = authorizer.port().saturating_add(1),
+        traefik = authorizer.port().saturating_add(2),
     )
 }

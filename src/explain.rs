@@ -98,7 +98,7 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         };
         let own = (p.kind != Kind::Anonymous)
             .then(|| p.tenant.clone().unwrap_or_else(|| ask.tenant.to_string()));
-        Arc::new(Principal::new(
+        Principal::new(
             p.id.clone(),
             method,
             own,
@@ -106,8 +106,11 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
             p.scopes.clone(),
             p.mfa,
             None,
-        ))
+        )
+        .map(Arc::new)
+        .map_err(|why| format!("principal {:?}: {why}", p.id))
     });
+    let principal = principal.transpose()?;
     let peer = SocketAddr::new(ask.client_ip, 0);
     let mut ctx = Context::new(
         HeaderValue::from_static("cli"),
@@ -119,7 +122,9 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
     let input = Input {
         method: &method,
         uri: &uri,
+        version: http::Version::HTTP_11,
         headers: &headers,
+        mode: pipeline::Mode::Explain,
         tenant: Some(tenant),
         principal,
     };

@@ -1,10 +1,11 @@
-//! Header work on the hot path: hop-by-hop removal, forwarding headers, request ids. Pure
-//! functions over `HeaderMap`, benchmarked in `benches/headers.rs`.
+//! Header work on the hot path: hop-by-hop removal, reserved names, forwarding headers, request
+//! ids, the WebSocket handshake. Pure functions over `HeaderMap`, benchmarked in
+//! `benches/headers.rs`.
 
 use std::net::IpAddr;
 
-use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Version};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -13,6 +14,8 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+static SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
 
 /// Headers that describe one hop and never travel past a proxy (RFC 9110 §7.6.1), besides any
 /// header named in `Connection`. `Trailer` is end-to-end (RFC 9110 §6.6.2) and must stay: hyper
@@ -69,31 +72,42 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Headers that carry identity to the upstream. Whatever the client sent under these names is
-/// removed before the trusted values are set.
-static IDENTITY_HEADERS: [&str; 8] = [
-    "x-tenant-id",
-    "x-tenant-plan",
-    "x-tenant-features",
-    "x-user-id",
-    "x-user-roles",
-    "x-user-scopes",
-    "x-user-mfa",
-    "x-auth-method",
-];
-static IDENTITY_PREFIXES: [&str; 2] = ["x-tollgate-", "x-tenant-limit-"];
+/// Header-name prefixes only Tollgate sets: identity (`X-User-*`, `X-Auth-*`), the tenant
+/// (`X-Tenant-*`, including its limits) and Tollgate's own (`X-Tollgate-*`). Whatever a client
+/// sends under them never reaches the upstream.
+pub static RESERVED_PREFIXES: [&str; 4] = ["x-user-", "x-tenant-", "x-auth-", "x-tollgate-"];
 
-/// Removes client-sent identity headers (built-in names and prefixes, plus `extra`).
-pub fn strip_identity(headers: &mut HeaderMap, extra: &[HeaderName]) {
+/// Headers that make an application act on another method or URL than the one judged (method
+/// overrides, rewrite hints, the gateways' own hints). Never forwarded, whoever sent them.
+pub static OVERRIDES: [&str; 9] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+];
+
+/// Whether a client may never send `name` to the upstream: a reserved prefix, an override, or
+/// (unless allowed) a name with `_`, which CGI-style servers read as the name with `-`
+/// (`X_User_Id` as `X-User-Id`).
+pub fn is_reserved(name: &HeaderName, allow_underscores: bool) -> bool {
+    let name = name.as_str();
+    RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || OVERRIDES.contains(&name)
+        || (!allow_underscores && name.contains('_'))
+}
+
+/// Removes every reserved header (see [`is_reserved`]) and the names in `extra`.
+pub fn strip_reserved(headers: &mut HeaderMap, extra: &[HeaderName], allow_underscores: bool) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            IDENTITY_HEADERS.contains(&name)
-                || IDENTITY_PREFIXES
-                    .iter()
-                    .any(|prefix| name.starts_with(prefix))
-        })
+        .filter(|name| is_reserved(name, allow_underscores))
         .cloned()
         .collect();
     for name in doomed.iter().chain(extra) {
@@ -101,27 +115,50 @@ pub fn strip_identity(headers: &mut HeaderMap, extra: &[HeaderName]) {
     }
 }
 
-/// The protocol an HTTP/1.1 request asks to upgrade to (`Upgrade: websocket`), if it does so in
-/// the only valid way: `Connection` lists `upgrade`.
-pub fn upgrade_protocol(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
-    if version != Version::HTTP_11 {
-        return None;
-    }
-    let connection_lists_upgrade = headers
-        .get_all(header::CONNECTION)
+/// Whether a request asks to switch protocols at all (an `Upgrade` header, or `Connection`
+/// naming `upgrade`).
+pub fn upgrade_requested(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) || lists(headers, &header::CONNECTION, "upgrade")
+}
+
+/// Whether a request is a valid WebSocket opening handshake (RFC 6455 §4.1): `GET` over
+/// HTTP/1.1, `Connection` naming `upgrade`, exactly one `Upgrade: websocket`, one
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`. Nothing else may be tunnelled.
+pub fn websocket_handshake(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+    let one = |name: &HeaderName| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    method == Method::GET
+        && version == Version::HTTP_11
+        && lists(headers, &header::CONNECTION, "upgrade")
+        && one(&header::UPGRADE).is_some_and(is_websocket)
+        && one(&SEC_WEBSOCKET_KEY).is_some_and(|k| !k.is_empty())
+        && one(&SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13")
+}
+
+/// Whether an `Upgrade` value is exactly the WebSocket token.
+pub fn is_websocket(value: &HeaderValue) -> bool {
+    value.as_bytes().eq_ignore_ascii_case(b"websocket")
+}
+
+/// Whether a comma-separated header lists `token` (case-insensitive).
+fn lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    connection_lists_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Puts back the two headers an upgrade needs after `strip_hop_by_hop` removed them.
-pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+/// Puts back the two headers a WebSocket upgrade needs after `strip_hop_by_hop` removed them.
+pub fn restore_websocket(headers: &mut HeaderMap) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, protocol);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// What the proxy knows about the client side of a request, for the forwarding headers.
@@ -134,8 +171,9 @@ pub struct ClientSide<'a> {
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. Values sent by a trusted proxy are kept and the peer is
-/// appended to `X-Forwarded-For`; from anyone else they are discarded (along with `Forwarded`
-/// and `X-Real-IP`) because the client could have written anything there.
+/// appended to `X-Forwarded-For`; from anyone else every `X-Forwarded-*` header (`-Prefix`,
+/// `-Port`, `-Ssl`, `-Server`…), `Forwarded` and `X-Real-IP` are discarded, because the client
+/// could have written anything there, and the three are set from what Tollgate saw.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
     let peer = client.peer.to_string();
     if client.peer_trusted {
@@ -159,6 +197,14 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
             headers.insert(&X_FORWARDED_HOST, host.clone());
         }
     } else {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-forwarded-"))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
         headers.remove(header::FORWARDED);
         headers.remove(&X_REAL_IP);
         set(headers, &X_FORWARDED_FOR, &peer);
@@ -205,10 +251,11 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     headers.insert(name, value);
 }
 
-/// The inbound `X-Request-Id` if it is sane (1–128 visible ASCII characters of a safe set),
-/// otherwise a fresh UUIDv7, which sorts by time in logs.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(value) = headers.get(&X_REQUEST_ID) {
+/// The inbound `X-Request-Id` if a trusted proxy sent it and it is sane (1–128 visible ASCII
+/// characters of a safe set), otherwise a fresh UUIDv7, which sorts by time in logs. A client's
+/// own id is never taken: one id could then name two requests' records.
+pub fn request_id(headers: &HeaderMap, trusted: bool) -> HeaderValue {
+    if let Some(value) = headers.get(&X_REQUEST_ID).filter(|_| trusted) {
         let bytes = value.as_bytes();
         let sane = (1..=128).contains(&bytes.len())
             && bytes
@@ -257,18 +304,27 @@ mod tests {
     }
 
     #[test]
-    fn client_identity_headers_are_removed() {
+    fn reserved_headers_are_removed() {
         let mut h = map(&[
             ("x-tenant-id", "globex"),
             ("X-User-Roles", "super_admin"),
+            ("x-user-email", "boss@example.com"),
+            ("x-tenant-status", "active"),
+            ("x-auth-request-user", "admin"),
             ("x-tollgate-decision", "allow"),
             ("x-tenant-limit-max-users", "9999"),
+            ("x_user_id", "admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/admin"),
             ("x-api-key", "tgk_secret"),
             ("x-kept", "yes"),
         ]);
-        strip_identity(&mut h, &[HeaderName::from_static("x-api-key")]);
+        strip_reserved(&mut h, &[HeaderName::from_static("x-api-key")], false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+        let mut h = map(&[("x_app_trace", "1")]);
+        strip_reserved(&mut h, &[], true);
+        assert!(h.contains_key("x_app_trace"));
     }
 
     #[test]
@@ -279,15 +335,54 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_needs_connection_upgrade_and_http11() {
-        let h = map(&[
+    fn only_a_complete_websocket_handshake_is_one() {
+        let good = [
             ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
-        ]);
-        assert_eq!(upgrade_protocol(Version::HTTP_11, &h).unwrap(), "websocket");
-        assert!(upgrade_protocol(Version::HTTP_10, &h).is_none());
-        let h = map(&[("upgrade", "websocket")]);
-        assert!(upgrade_protocol(Version::HTTP_11, &h).is_none());
+            ("upgrade", "WebSocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ];
+        assert!(websocket_handshake(
+            &Method::GET,
+            Version::HTTP_11,
+            &map(&good)
+        ));
+        assert!(!websocket_handshake(
+            &Method::POST,
+            Version::HTTP_11,
+            &map(&good)
+        ));
+        assert!(!websocket_handshake(
+            &Method::GET,
+            Version::HTTP_10,
+            &map(&good)
+        ));
+        for (i, replaced) in [
+            ("connection", "keep-alive"),
+            ("upgrade", "h2c"),
+            ("sec-websocket-key", ""),
+            ("sec-websocket-version", "8"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut pairs = good.to_vec();
+            pairs[i] = replaced;
+            let h = map(&pairs);
+            assert!(upgrade_requested(&h) || i == 0);
+            assert!(
+                !websocket_handshake(&Method::GET, Version::HTTP_11, &h),
+                "{replaced:?}"
+            );
+        }
+        let mut twice = good.to_vec();
+        twice.push(("upgrade", "h2c"));
+        assert!(!websocket_handshake(
+            &Method::GET,
+            Version::HTTP_11,
+            &map(&twice)
+        ));
+        assert!(!upgrade_requested(&map(&[("connection", "close")])));
     }
 
     #[test]
@@ -295,6 +390,8 @@ mod tests {
         let mut h = map(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-port", "443"),
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
         ]);
@@ -310,6 +407,7 @@ mod tests {
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
         assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+        assert!(h.get("x-forwarded-prefix").is_none() && h.get("x-forwarded-port").is_none());
     }
 
     #[test]
@@ -345,14 +443,15 @@ mod tests {
     }
 
     #[test]
-    fn request_id_kept_when_sane_and_replaced_otherwise() {
+    fn request_id_kept_from_a_trusted_proxy_when_sane_and_replaced_otherwise() {
         let h = map(&[("x-request-id", "abc-123")]);
-        assert_eq!(request_id(&h), "abc-123");
+        assert_eq!(request_id(&h, true), "abc-123");
+        assert_eq!(request_id(&h, false).len(), 36);
         let h = map(&[("x-request-id", "bad id with spaces")]);
-        assert_ne!(request_id(&h), "bad id with spaces");
+        assert_ne!(request_id(&h, true), "bad id with spaces");
         let long = "a".repeat(129);
         let h = map(&[("x-request-id", long.as_str())]);
-        assert_eq!(request_id(&h).len(), 36);
-        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+        assert_eq!(request_id(&h, true).len(), 36);
+        assert_eq!(request_id(&HeaderMap::new(), true).len(), 36);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use http::HeaderName;
 
@@ -22,9 +23,14 @@ pub struct Snapshot {
     pub identity: Identity,
     /// Routes and policies (with tenancy, when configured).
     pub authz: Option<Authz>,
-    /// Client headers removed before forwarding besides the built-in identity headers: the
-    /// configured ones, the tenant header and the API key header.
+    /// Client headers removed before forwarding besides the reserved ones: the configured
+    /// ones, the tenant header and the API key header.
     pub strip_headers: Vec<HeaderName>,
+    /// What trailers lose besides the reserved names: `strip_headers` and credentials, which
+    /// travel in the head only.
+    pub trailer_strip: Arc<[HeaderName]>,
+    /// Headers a request may carry at most once (credentials, the tenant header).
+    pub single_headers: Vec<HeaderName>,
 }
 
 impl Snapshot {
@@ -51,6 +57,15 @@ impl Snapshot {
         let mut strip_headers = config.identity.strip_headers.clone();
         strip_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));
         strip_headers.extend(config.identity.api_keys.as_ref().map(|k| k.header.clone()));
+        let mut trailer_strip = strip_headers.clone();
+        trailer_strip.extend([
+            http::header::AUTHORIZATION,
+            http::header::COOKIE,
+            http::header::HOST,
+        ]);
+        let mut single_headers = vec![http::header::AUTHORIZATION];
+        single_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));
+        single_headers.extend(config.identity.api_keys.as_ref().map(|k| k.header.clone()));
         Ok(Snapshot {
             generation,
             config,
@@ -58,6 +73,8 @@ impl Snapshot {
             identity,
             authz,
             strip_headers,
+            trailer_strip: trailer_strip.into(),
+            single_headers,
         })
     }
 

@@ -121,7 +121,7 @@ authorization:
     }
 
     pub fn verifier(&self) -> JwtVerifier {
-        JwtVerifier::load(&self.snapshot.config.identity.jwt).unwrap()
+        JwtVerifier::load(&self.snapshot.config.identity.jwt, &[], &|_| true).unwrap()
     }
 
     pub fn principal(&self, runtime: &tokio::runtime::Runtime, sub: &str) -> Arc<Principal> {

@@ -30,6 +30,10 @@ struct RawRoute {
     #[serde(default)]
     shadow: bool,
     #[serde(default)]
+    websocket: bool,
+    #[serde(default)]
+    request_trailers: bool,
+    #[serde(default)]
     quota_cost: BTreeMap<String, u64>,
 }
 
@@ -55,6 +59,10 @@ pub struct Route {
     pub anonymous: bool,
     /// Evaluate and record, but do not enforce.
     pub shadow: bool,
+    /// A WebSocket handshake may switch protocols here (every other upgrade is removed).
+    pub websocket: bool,
+    /// Request trailers are forwarded here, without reserved names (otherwise dropped).
+    pub request_trailers: bool,
     /// Quota units this route consumes, by metric.
     pub quota_cost: BTreeMap<String, u64>,
 }
@@ -133,6 +141,8 @@ impl Routes {
                 resource_id,
                 anonymous: r.anonymous,
                 shadow: r.shadow,
+                websocket: r.websocket,
+                request_trailers: r.request_trailers,
                 quota_cost: r.quota_cost,
             });
         }

@@ -18,7 +18,7 @@ use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
 pub use raw::{
-    AuditMode, AuditRecords, Backend, Fsync, LogFormat, Redaction, TenantSource, Unmatched,
+    AuditMode, AuditRecords, Backend, Fsync, Gateway, LogFormat, Redaction, TenantSource, Unmatched,
 };
 
 /// The validated configuration of one Tollgate process.
@@ -41,14 +41,16 @@ pub struct Config {
     pub audit: Option<Audit>,
     /// At most this many tenants get their own metric label; the rest are `other`.
     pub metrics_max_tenants: usize,
-    /// The external authorizer listener (nginx `auth_request`, Envoy `ext_authz`, Traefik
-    /// `forwardAuth`).
-    pub authorizer: Option<Authorizer>,
+    /// The external authorizer listeners (nginx `auth_request`, Envoy `ext_authz`, Traefik
+    /// `forwardAuth`), one per gateway.
+    pub authorizers: Vec<Authorizer>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     pub listen: SocketAddr,
+    /// The one gateway this listener answers: only its hint headers are read.
+    pub gateway: Gateway,
     /// Envoy's `ext_authz` HTTP service sends the original path after this prefix.
     pub envoy_path_prefix: String,
 }
@@ -134,8 +136,10 @@ pub struct Identity {
     pub jwt: Vec<JwtProvider>,
     /// Principals holding one of these roles may act on any tenant.
     pub operator_roles: Vec<String>,
-    /// Client headers removed before forwarding, besides the built-in identity headers.
+    /// Client headers removed before forwarding, besides the reserved ones.
     pub strip_headers: Vec<HeaderName>,
+    /// Whether a verified JWT's `Authorization` header is forwarded (API keys never are).
+    pub forward_token: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +158,10 @@ pub struct JwtProvider {
     pub jwks_url: Option<String>,
     pub jwks_refresh: Duration,
     pub claims: ClaimNames,
+    /// The tenants this issuer's tokens may act on; empty: any tenant.
+    pub tenants: Vec<String>,
+    /// Whether this issuer may grant the operator roles (`identity.operator_roles`).
+    pub grants_operator_roles: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +217,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// The bearer token `/usage` requires; without one `/usage` is off.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +237,8 @@ pub struct Upstream {
 pub struct Forwarding {
     pub preserve_host: bool,
     pub trusted_proxies: Vec<IpNet>,
+    /// Forward header names with `_` (dropped by default, as nginx does).
+    pub allow_underscores: bool,
 }
 
 #[derive(Debug, Clone)]

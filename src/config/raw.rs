@@ -1,7 +1,9 @@
 //! What the operator wrote: serde structs that mirror `tollgate.yaml` one to one. Unknown keys are
 //! refused everywhere. `super::validate` turns these into the typed [`super::Config`].
 
-use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::units::{Bytes, Dur};
 
@@ -24,14 +26,50 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default)]
     pub metrics: RawMetrics,
-    pub authorizer: Option<RawAuthorizer>,
+    pub authorizer: Option<RawAuthorizers>,
+}
+
+/// One authorizer listener, or a list of them (one per gateway).
+#[derive(Debug)]
+pub struct RawAuthorizers(pub Vec<RawAuthorizer>);
+
+impl<'de> Deserialize<'de> for RawAuthorizers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = Vec<RawAuthorizer>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an authorizer listener (listen, gateway) or a list of them")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawAuthorizer::deserialize(MapAccessDeserializer::new(map)).map(|a| vec![a])
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq))
+            }
+        }
+        deserializer.deserialize_any(OneOrMany).map(RawAuthorizers)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthorizer {
     pub listen: String,
+    pub gateway: Option<Gateway>,
     pub envoy_path_prefix: Option<String>,
+}
+
+/// The gateway an authorizer listener answers; it decides which hint headers are read.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Gateway {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `Host`.
+    Nginx,
+    /// Traefik `forwardAuth`: `X-Forwarded-Method`, `-Uri`, `-Host`, `-Proto`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the original method and path after a prefix.
+    Envoy,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -193,6 +231,7 @@ pub struct RawIdentity {
     pub operator_roles: Vec<String>,
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    pub forward_token: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +255,9 @@ pub struct RawJwtProvider {
     pub jwks_refresh: Option<Dur>,
     #[serde(default)]
     pub claims: RawClaims,
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    pub grants_operator_roles: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +316,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -301,6 +344,7 @@ pub struct RawForwarding {
     pub preserve_host: Option<bool>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub allow_underscores: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -121,8 +121,16 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         limits: limits(&mut errs, raw.server.limits),
     };
     let admin = Admin {
-        listen: errs.socket_addr("admin.listen", raw.admin.listen.as_deref(), "0.0.0.0:9090"),
+        listen: errs.socket_addr(
+            "admin.listen",
+            raw.admin.listen.as_deref(),
+            "127.0.0.1:9090",
+        ),
+        token: raw.admin.token.filter(|t| !t.is_empty()),
     };
+    if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
+        errs.push("admin.token", "must be at least 16 characters");
+    }
     if admin.listen == server.listen {
         errs.push(
             "admin.listen",
@@ -152,6 +160,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
     let forwarding = Forwarding {
         preserve_host: raw.forwarding.preserve_host.unwrap_or(true),
         trusted_proxies,
+        allow_underscores: raw.forwarding.allow_underscores.unwrap_or(false),
     };
     let level = raw.log.level.unwrap_or_else(|| "info".to_string());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
@@ -171,6 +180,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             jwt: Vec::new(),
             operator_roles: Vec::new(),
             strip_headers: Vec::new(),
+            forward_token: true,
         },
     };
     let authorization = raw.authorization.map(|a| {
@@ -274,20 +284,50 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             user_agent: a.redact.user_agent.unwrap_or(super::Redaction::Keep),
         }
     });
-    let authorizer = raw.authorizer.map(|a| {
-        let listen = errs.socket_addr("authorizer.listen", Some(&a.listen), "0.0.0.0:8082");
-        if listen == server.listen || listen == admin.listen {
+    let mut authorizers: Vec<super::Authorizer> = Vec::new();
+    let many = raw.authorizer.as_ref().is_some_and(|a| a.0.len() > 1);
+    for (i, a) in raw
+        .authorizer
+        .map(|a| a.0)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let at = if many {
+            format!("authorizer[{i}]")
+        } else {
+            "authorizer".to_string()
+        };
+        let listen = errs.socket_addr(&format!("{at}.listen"), Some(&a.listen), "0.0.0.0:8082");
+        if listen == server.listen
+            || listen == admin.listen
+            || authorizers.iter().any(|other| other.listen == listen)
+        {
             errs.push(
-                "authorizer.listen",
+                &format!("{at}.listen"),
                 format!("{listen} is already used by another listener"),
             );
         }
-        let prefix = a.envoy_path_prefix.unwrap_or_else(|| "/envoy".to_string());
-        super::Authorizer {
-            listen,
-            envoy_path_prefix: format!("/{}", prefix.trim_matches('/')),
+        let Some(gateway) = a.gateway else {
+            errs.push(
+                &format!("{at}.gateway"),
+                "say which gateway asks on this listener (nginx, traefik or envoy): only its hint headers are read",
+            );
+            continue;
+        };
+        if a.envoy_path_prefix.is_some() && gateway != super::Gateway::Envoy {
+            errs.push(
+                &format!("{at}.envoy_path_prefix"),
+                "only an envoy listener has a path prefix",
+            );
         }
-    });
+        let prefix = a.envoy_path_prefix.unwrap_or_else(|| "/envoy".to_string());
+        authorizers.push(super::Authorizer {
+            listen,
+            gateway,
+            envoy_path_prefix: format!("/{}", prefix.trim_matches('/')),
+        });
+    }
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",
@@ -310,7 +350,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         limits,
         audit,
         metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
-        authorizer,
+        authorizers,
     })
 }
 
@@ -390,6 +430,7 @@ fn identity(errs: &mut Errors, base: &Path, raw: RawIdentity) -> Identity {
         jwt,
         operator_roles: raw.operator_roles,
         strip_headers,
+        forward_token: raw.forward_token.unwrap_or(true),
     }
 }
 
@@ -472,6 +513,8 @@ fn jwt_provider(errs: &mut Errors, base: &Path, key: &str, raw: RawJwtProvider) 
             scopes: claims.scopes.unwrap_or_else(|| "scope".to_string()),
             mfa: claims.mfa.unwrap_or_else(|| "mfa".to_string()),
         },
+        tenants: raw.tenants,
+        grants_operator_roles: raw.grants_operator_roles.unwrap_or(false),
     }
 }
 

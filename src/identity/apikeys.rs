@@ -79,7 +79,7 @@ impl ApiKeyStore {
                 }
                 None => None,
             };
-            let principal = Principal::new(
+            let principal = match Principal::new(
                 entry.id,
                 AuthMethod::ApiKey,
                 Some(entry.tenant),
@@ -87,7 +87,13 @@ impl ApiKeyStore {
                 entry.scopes,
                 false,
                 expires,
-            );
+            ) {
+                Ok(principal) => principal,
+                Err(why) => {
+                    fail(why.to_string());
+                    continue;
+                }
+            };
             if by_hash.insert(hash, Arc::new(principal)).is_some() {
                 fail("the same key is listed twice".into());
             }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -28,6 +29,10 @@ struct Provider {
     keys: Vec<VerifyKey>,
     jwks_url: Option<(String, Duration)>,
     validations: HashMap<Algorithm, Validation>,
+    /// The tenants this issuer may act on; `None`: any.
+    tenants: Option<Arc<[String]>>,
+    /// Operator roles this issuer may not grant (all of them, unless `grants_operator_roles`).
+    forbidden_roles: Vec<String>,
 }
 
 /// Every configured issuer with its keys (PEM and JWKS files read at snapshot build).
@@ -78,10 +83,19 @@ pub fn encoding_key(key: &JwtKey) -> Result<EncodingKey, String> {
 }
 
 impl JwtVerifier {
-    pub fn load(config: &[JwtProvider]) -> Result<JwtVerifier, Vec<String>> {
+    /// Loads every issuer. `operator_roles` are the roles that act on any tenant;
+    /// `known_tenant` checks an issuer's `tenants`.
+    pub fn load(
+        config: &[JwtProvider],
+        operator_roles: &[String],
+        known_tenant: &dyn Fn(&str) -> bool,
+    ) -> Result<JwtVerifier, Vec<String>> {
         let mut errors = Vec::new();
         let mut providers = Vec::new();
         for (i, p) in config.iter().enumerate() {
+            for tenant in p.tenants.iter().filter(|t| !known_tenant(t)) {
+                errors.push(format!("identity.jwt[{i}].tenants: no tenant {tenant:?}"));
+            }
             let mut keys = Vec::new();
             for (k, key) in p.keys.iter().enumerate() {
                 match decoding_key(key) {
@@ -131,6 +145,12 @@ impl JwtVerifier {
                 keys,
                 jwks_url: p.jwks_url.clone().map(|url| (url, p.jwks_refresh)),
                 validations,
+                tenants: (!p.tenants.is_empty()).then(|| p.tenants.clone().into()),
+                forbidden_roles: if p.grants_operator_roles {
+                    Vec::new()
+                } else {
+                    operator_roles.to_vec()
+                },
             });
         }
         if errors.is_empty() {
@@ -254,27 +274,37 @@ impl Provider {
             .get("exp")
             .and_then(Value::as_u64)
             .map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + self.leeway);
-        Ok(Principal::new(
+        let mut principal = Principal::new(
             subject.to_string(),
             AuthMethod::Jwt,
             tenant,
-            strings(claim(&self.claims.roles)),
-            strings(claim(&self.claims.scopes)),
+            strings(claim(&self.claims.roles))?,
+            strings(claim(&self.claims.scopes))?,
             mfa,
             valid_until,
-        ))
+        )?;
+        if principal.has_any_role(&self.forbidden_roles) {
+            return Err("the token's issuer may not grant an operator role");
+        }
+        principal.issuer_tenants = self.tenants.clone();
+        Ok(principal)
     }
 }
 
-/// A list claim: a JSON array of strings, or one space-separated string (OAuth `scope`).
-fn strings(value: Option<&Value>) -> Vec<String> {
+/// A list claim: a JSON array of strings, or one space-separated string (OAuth `scope`). An
+/// array with anything but strings is refused, not filtered.
+fn strings(value: Option<&Value>) -> Result<Vec<String>, &'static str> {
     match value {
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_string).collect()),
         Some(Value::Array(items)) => items
             .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_string)
+                    .ok_or("a role or scope list holds something other than strings")
+            })
             .collect(),
-        _ => Vec::new(),
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(_) => Err("a role or scope claim is neither a list nor a string"),
     }
 }

@@ -45,7 +45,7 @@ impl Identity {
         known_tenant: impl Fn(&str) -> bool,
     ) -> Result<Identity, Vec<String>> {
         let (jwt, api_keys) = yaml::both(
-            JwtVerifier::load(&config.jwt),
+            JwtVerifier::load(&config.jwt, &config.operator_roles, &known_tenant),
             config
                 .api_keys
                 .as_ref()

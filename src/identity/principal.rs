@@ -1,6 +1,6 @@
 //! Who is calling, as every later stage and the upstream see it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
@@ -34,6 +34,8 @@ pub struct Principal {
     pub mfa: bool,
     /// After this the credentials must be checked again (token `exp` plus leeway, key expiry).
     pub valid_until: Option<SystemTime>,
+    /// The tenants the credentials' issuer may act on (`None`: any).
+    pub issuer_tenants: Option<Arc<[String]>>,
     /// `x-user-*` and `x-auth-method` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The principal's Cedar entity (in its roles and tenant), built on its first decision.
@@ -41,7 +43,22 @@ pub struct Principal {
     pub entity: OnceLock<cedar_policy::Entity>,
 }
 
+/// Whether a role or scope can travel in a list header unambiguously: visible ASCII, no `,`
+/// (roles are comma-separated), no space (scopes are space-separated).
+fn list_item(item: &str) -> bool {
+    !item.is_empty() && item.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+/// Whether a subject can travel in `X-User-Id` as it is: no control characters, no surrounding
+/// whitespace (a header value is trimmed, so it would name someone else).
+fn subject(id: &str) -> bool {
+    !id.is_empty() && id.trim() == id && !id.chars().any(char::is_control)
+}
+
 impl Principal {
+    /// A principal whose every field is exactly representable in the headers the upstream gets,
+    /// or the reason it is not: a value that would add a list element, or vanish, is refused
+    /// rather than encoded.
     pub fn new(
         id: String,
         method: AuthMethod,
@@ -50,21 +67,33 @@ impl Principal {
         scopes: Vec<String>,
         mfa: bool,
         valid_until: Option<SystemTime>,
-    ) -> Self {
-        let mut headers = Vec::new();
-        let mut push = |name: &'static str, value: &str| {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.push((HeaderName::from_static(name), value));
-            }
-        };
-        push("x-auth-method", method.as_str());
+    ) -> Result<Self, &'static str> {
         if method != AuthMethod::Anonymous {
-            push("x-user-id", &id);
-            push("x-user-roles", &roles.join(","));
-            push("x-user-scopes", &scopes.join(" "));
-            push("x-user-mfa", if mfa { "true" } else { "false" });
+            if !subject(&id) {
+                return Err("the subject holds characters a header cannot carry");
+            }
+            if !roles.iter().all(|r| list_item(r)) {
+                return Err("a role may hold only visible ASCII characters other than ','");
+            }
+            if !scopes.iter().all(|s| list_item(s)) {
+                return Err("a scope may hold only visible ASCII characters other than ','");
+            }
         }
-        Principal {
+        let mut headers = Vec::new();
+        let mut push = |name: &'static str, value: &str| -> Result<(), &'static str> {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| "the credentials hold characters a header cannot carry")?;
+            headers.push((HeaderName::from_static(name), value));
+            Ok(())
+        };
+        push("x-auth-method", method.as_str())?;
+        if method != AuthMethod::Anonymous {
+            push("x-user-id", &id)?;
+            push("x-user-roles", &roles.join(","))?;
+            push("x-user-scopes", &scopes.join(" "))?;
+            push("x-user-mfa", if mfa { "true" } else { "false" })?;
+        }
+        Ok(Principal {
             id,
             method,
             tenant,
@@ -72,24 +101,71 @@ impl Principal {
             scopes,
             mfa,
             valid_until,
+            issuer_tenants: None,
             headers,
+            entity: OnceLock::new(),
+        })
+    }
+
+    pub fn anonymous() -> Self {
+        Principal {
+            id: "anonymous".to_string(),
+            method: AuthMethod::Anonymous,
+            tenant: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            mfa: false,
+            valid_until: None,
+            issuer_tenants: None,
+            headers: vec![(
+                HeaderName::from_static("x-auth-method"),
+                HeaderValue::from_static("anonymous"),
+            )],
             entity: OnceLock::new(),
         }
     }
 
-    pub fn anonymous() -> Self {
+    pub fn has_any_role(&self, roles: &[String]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, roles: &[&str], scopes: &[&str]) -> Result<Principal, &'static str> {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
         Principal::new(
-            "anonymous".to_string(),
-            AuthMethod::Anonymous,
+            id.to_string(),
+            AuthMethod::Jwt,
             None,
-            Vec::new(),
-            Vec::new(),
+            list(roles),
+            list(scopes),
             false,
             None,
         )
     }
 
-    pub fn has_any_role(&self, roles: &[String]) -> bool {
-        self.roles.iter().any(|r| roles.contains(r))
+    #[test]
+    fn values_that_would_change_a_trusted_header_are_refused() {
+        assert!(user("alice", &["viewer"], &["read:agents"]).is_ok());
+        assert!(user("josé", &["viewer"], &[]).is_ok());
+        for (id, roles, scopes) in [
+            ("alice", &["x,tenant_admin"][..], &[][..]),
+            ("alice", &["viewer admin"], &[]),
+            ("alice", &[""], &[]),
+            ("alice", &[], &["read write"]),
+            ("alice", &[], &["a,b"]),
+            ("al\u{1}ice", &[], &[]),
+            ("alice\r\nx-user-roles: admin", &[], &[]),
+            (" alice", &[], &[]),
+            ("", &[], &[]),
+        ] {
+            assert!(
+                user(id, roles, scopes).is_err(),
+                "{id:?} {roles:?} {scopes:?}"
+            );
+        }
     }
 }

@@ -1,111 +1,251 @@
 //! Authorizer mode: the same decision ([`super::decide`]) for a gateway that forwards requests
-//! itself and asks Tollgate first. nginx `auth_request` sends the original request's method and
-//! URI in `X-Original-Method` / `X-Original-URI` (host in `Host`); Traefik `forwardAuth` sends
-//! `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host` and `X-Forwarded-Proto`; Envoy's
-//! `ext_authz` HTTP service sends the original method, headers and path, the path after a
-//! configured prefix. Allowed: 200 with the trusted identity headers for the gateway to copy
-//! upstream. Refused: exactly the answer proxy mode would give.
+//! itself and asks Tollgate first. Each authorizer listener answers one gateway and reads only
+//! that gateway's hints, so a client cannot pick the hints it likes:
+//!
+//! - nginx `auth_request`: `X-Original-Method` and `X-Original-URI` (host in `Host`);
+//! - Traefik `forwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`;
+//! - Envoy `ext_authz` (HTTP service): the original method, headers and path, the path after a
+//!   configured prefix.
+//!
+//! Another gateway's hint headers, a hint sent twice, or a header only Tollgate may set (which
+//! the gateway would forward and Tollgate cannot remove) are refused with 400. Allowed: 200 with
+//! the trusted identity headers for the gateway to copy upstream, and what to do with the
+//! credentials in that gateway's terms. Refused: exactly the answer proxy mode would give.
 
 use std::sync::Arc;
 
-use http::header::HOST;
+use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::audit::body::Completing;
+use crate::config::{Authorizer, Gateway, TenantSource};
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
+use crate::identity::AuthMethod;
 use crate::server::{ConnInfo, Shared};
+use crate::snapshot::Snapshot;
 
-use super::{Context, Input, ResponseBody, decide, record};
+use super::{Context, Input, Mode, ResponseBody, decide, record};
 
 static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static X_TOLLGATE_PROBLEM: HeaderName = HeaderName::from_static("x-tollgate-problem");
+/// nginx: the `Authorization` value to send upstream (absent: send none).
+static X_TOLLGATE_AUTHORIZATION: HeaderName = HeaderName::from_static("x-tollgate-authorization");
+/// Envoy: request headers to remove before forwarding.
+static ENVOY_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+static NGINX_HINTS: [&HeaderName; 2] = [&ORIGINAL_METHOD, &ORIGINAL_URI];
+static TRAEFIK_HINTS: [&HeaderName; 3] = [
+    &FORWARDED_METHOD,
+    &FORWARDED_URI,
+    &headers::X_FORWARDED_HOST,
+];
+
+/// The hint headers each gateway sends.
+fn hints(gateway: Gateway) -> &'static [&'static HeaderName] {
+    match gateway {
+        Gateway::Nginx => &NGINX_HINTS,
+        Gateway::Traefik => &TRAEFIK_HINTS,
+        Gateway::Envoy => &[],
+    }
+}
+
+fn malformed(detail: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::new(Problem::MalformedRequest, detail)
+}
+
+/// The one value of a hint header the gateway must send, or why there is none.
+fn hint<'a>(h: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, Refusal> {
+    let mut values = h.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .map_err(|_| malformed(format!("the {name} header is not readable"))),
+        (None, _) => Err(malformed(format!(
+            "the gateway did not send {name}: see the gateway's section of the README"
+        ))),
+        (Some(_), Some(_)) => Err(malformed(format!(
+            "the {name} header appears more than once"
+        ))),
+    }
+}
 
 /// The request the gateway asks about: method, target and its headers (with its own `Host`).
 fn original(
     request: &Request<Incoming>,
-    envoy_prefix: &str,
+    authorizer: &Authorizer,
+    snapshot: &Snapshot,
 ) -> Result<(Method, Uri, HeaderMap), Refusal> {
     let h = request.headers();
-    let text = |name: &HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    let (method, target, host) = if let Some(uri) = text(&ORIGINAL_URI) {
-        (
-            text(&ORIGINAL_METHOD).unwrap_or(request.method().as_str()),
-            uri.to_string(),
-            text(&HOST),
-        )
-    } else if let Some(uri) = text(&FORWARDED_URI) {
-        let host = text(&headers::X_FORWARDED_HOST).or(text(&HOST));
-        (
-            text(&FORWARDED_METHOD).unwrap_or("GET"),
-            uri.to_string(),
-            host,
-        )
-    } else {
-        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let rest = target.strip_prefix(envoy_prefix).ok_or_else(|| {
-            Refusal::new(
-                Problem::MalformedRequest,
-                "say which request to authorize: X-Original-URI (nginx), X-Forwarded-Uri (Traefik) or the Envoy path prefix",
-            )
-        })?;
-        let rest = if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        };
-        (request.method().as_str(), rest, text(&HOST))
-    };
-    let malformed = |what: &'static str| Refusal::new(Problem::MalformedRequest, what);
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| malformed("the original method is invalid"))?;
-    let uri: Uri = target
-        .parse()
-        .map_err(|_| malformed("the original URI is invalid"))?;
-    let mut original = h.clone();
+    let gateway = authorizer.gateway;
+    let own = hints(gateway);
+    // Hints of another gateway are a client's: Traefik and nginx pass client headers on.
     for name in [
         &ORIGINAL_URI,
         &ORIGINAL_METHOD,
         &FORWARDED_URI,
         &FORWARDED_METHOD,
     ] {
-        original.remove(name);
-    }
-    match host.map(HeaderValue::from_str) {
-        Some(Ok(host)) => {
-            original.insert(HOST, host);
+        if h.contains_key(name) && !own.contains(&name) {
+            return Err(malformed(format!(
+                "{name} is not a hint this authorizer reads: it answers {}",
+                gateway.name()
+            )));
         }
-        Some(Err(_)) => return Err(malformed("the original host is invalid")),
-        None => {}
+    }
+    let (method, target, host) = match gateway {
+        Gateway::Nginx => (
+            hint(h, &ORIGINAL_METHOD)?,
+            hint(h, &ORIGINAL_URI)?.to_string(),
+            None,
+        ),
+        Gateway::Traefik => (
+            hint(h, &FORWARDED_METHOD)?,
+            hint(h, &FORWARDED_URI)?.to_string(),
+            Some(hint(h, &headers::X_FORWARDED_HOST)?),
+        ),
+        Gateway::Envoy => {
+            let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let rest = target
+                .strip_prefix(authorizer.envoy_path_prefix.as_str())
+                .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+                .ok_or_else(|| {
+                    malformed(format!(
+                        "Envoy sends the original path after {}",
+                        authorizer.envoy_path_prefix
+                    ))
+                })?;
+            let rest = if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{rest}")
+            };
+            (request.method().as_str(), rest, None)
+        }
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| malformed("the original method is invalid"))?;
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| malformed("the original URI is invalid"))?;
+    let mut original = h.clone();
+    for name in own {
+        original.remove(*name);
+    }
+    // What the gateway forwards and Tollgate cannot remove must not be there at all.
+    let tenant_header = snapshot
+        .config
+        .tenancy
+        .as_ref()
+        .filter(|t| t.sources.contains(&TenantSource::Header))
+        .map(|t| &t.header);
+    let underscores = snapshot.config.forwarding.allow_underscores;
+    if let Some(name) = original
+        .keys()
+        .find(|name| headers::is_reserved(name, underscores) && Some(*name) != tenant_header)
+    {
+        return Err(malformed(format!(
+            "the request carries {name}, a header only Tollgate sets: the gateway must remove it"
+        )));
+    }
+    if let Some(host) = host {
+        let host =
+            HeaderValue::from_str(host).map_err(|_| malformed("the original host is invalid"))?;
+        original.insert(HOST, host);
     }
     Ok((method, uri, original))
+}
+
+impl Gateway {
+    fn name(self) -> &'static str {
+        match self {
+            Gateway::Nginx => "nginx",
+            Gateway::Traefik => "traefik",
+            Gateway::Envoy => "envoy",
+        }
+    }
+}
+
+/// What the gateway must do with the credentials, in its own terms: an API key never leaves
+/// Tollgate; a verified token travels on unless `identity.forward_token` is false.
+fn credentials(
+    response: &mut HeaderMap,
+    ctx: &Context,
+    authorization: Option<HeaderValue>,
+    snapshot: &Snapshot,
+    gateway: Gateway,
+) {
+    let method = ctx.principal.as_ref().map(|p| p.method);
+    let drop_authorization = method == Some(AuthMethod::ApiKey)
+        || (method == Some(AuthMethod::Jwt) && !snapshot.config.identity.forward_token);
+    let forward = authorization.filter(|_| !drop_authorization);
+    let key_header = snapshot
+        .config
+        .identity
+        .api_keys
+        .as_ref()
+        .map(|k| k.header.as_str());
+    match gateway {
+        Gateway::Nginx => {
+            if let Some(value) = forward {
+                response.insert(&X_TOLLGATE_AUTHORIZATION, value);
+            }
+        }
+        // forwardAuth replaces each `authResponseHeaders` name with the answer's (none: removed).
+        Gateway::Traefik => {
+            if let Some(value) = forward {
+                response.insert(AUTHORIZATION, value);
+            }
+        }
+        Gateway::Envoy => {
+            let names: Vec<&str> = drop_authorization
+                .then_some("authorization")
+                .into_iter()
+                .chain(key_header)
+                .collect();
+            if let Ok(value) = HeaderValue::from_str(&names.join(", "))
+                && !names.is_empty()
+            {
+                response.insert(&ENVOY_HEADERS_TO_REMOVE, value);
+            }
+        }
+    }
 }
 
 /// Decides one request for a gateway.
 pub async fn authorize(
     shared: &Arc<Shared>,
     conn: ConnInfo,
+    listener: usize,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = shared.snapshot.load_full();
     let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
-    let prefix = snapshot
-        .config
-        .authorizer
-        .as_ref()
-        .map_or("/envoy", |a| a.envoy_path_prefix.as_str());
-    let decided = match original(&request, prefix) {
+    // The listeners come from the main file, which a reload never changes.
+    let Some(authorizer) = snapshot.config.authorizers.get(listener) else {
+        let refusal = malformed("this listener answers no gateway");
+        return refusal
+            .into_response(&ctx.request_id)
+            .map(|body| Completing::new(body, None));
+    };
+    let mut authorization = None;
+    let decided = match original(&request, authorizer, &snapshot) {
         Ok((method, uri, headers)) => {
             ctx.note(&uri, &headers, &snapshot);
             let input = Input {
                 method: &method,
                 uri: &uri,
+                // The gateway's own request says nothing of the client's version; a Host (or
+                // X-Forwarded-Host) is always required.
+                version: http::Version::HTTP_11,
                 headers: &headers,
+                mode: Mode::Authorizer,
                 tenant: None,
                 principal: None,
             };
@@ -118,7 +258,10 @@ pub async fn authorize(
                 input,
             )
             .await
-            .map(|_| method)
+            .map(|_| {
+                authorization = headers.get(AUTHORIZATION).cloned();
+                method
+            })
         }
         Err(refusal) => Err(refusal),
     };
@@ -131,6 +274,7 @@ pub async fn authorize(
             for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
                 h.insert(name, value.clone());
             }
+            credentials(h, &ctx, authorization, &snapshot, authorizer.gateway);
             (response, method)
         }
         Err(refusal) => {

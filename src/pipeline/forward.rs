@@ -1,9 +1,11 @@
 //! Stage 8, forward: send the canonical request upstream and stream the answer back. Bodies are
-//! never buffered; trailers and upgrades (WebSocket) pass through.
+//! never buffered. Response trailers pass; request trailers only where the route allows them
+//! (`body.rs`). The only upgrade is a WebSocket handshake the decision allowed; any other
+//! `Upgrade` was removed, and a `101` the request did not ask for is an upstream failure.
 
 use std::error::Error as StdError;
 
-use http::header::HOST;
+use http::header::{AUTHORIZATION, HOST};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
@@ -12,9 +14,11 @@ use hyper_util::rt::TokioIo;
 use crate::audit::body::Counted;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
+use crate::identity::AuthMethod;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::UpstreamError;
+use crate::upstream::body::{ClientBodyError, Guarded};
 
 use super::admission::body_too_large;
 use super::normalize::Target;
@@ -28,8 +32,8 @@ pub async fn forward(
     target: Target,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let config = &snapshot.config;
-    let upgrade = headers::upgrade_protocol(request.version(), request.headers());
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+    let websocket = target.websocket;
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
     parts.uri = shared
@@ -43,11 +47,19 @@ pub async fn forward(
     };
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h);
-    if let Some(protocol) = upgrade {
-        headers::restore_upgrade(h, protocol);
+    if websocket {
+        headers::restore_websocket(h);
     }
-    // Identity headers from the client are never believed: removed, then the trusted values set.
-    headers::strip_identity(h, &snapshot.strip_headers);
+    // Reserved headers from the client are never believed: removed, then the trusted values set.
+    let underscores = config.forwarding.allow_underscores;
+    headers::strip_reserved(h, &snapshot.strip_headers, underscores);
+    // An API key is Tollgate's secret; a verified token travels on unless configured not to.
+    let method = ctx.principal.as_ref().map(|p| p.method);
+    if method == Some(AuthMethod::ApiKey)
+        || (method == Some(AuthMethod::Jwt) && !config.identity.forward_token)
+    {
+        h.remove(AUTHORIZATION);
+    }
     let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
     for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
         h.insert(name, value.clone());
@@ -73,6 +85,10 @@ pub async fn forward(
 
     let max_body = config.server.limits.max_body_bytes;
     let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let trailers = target
+        .request_trailers
+        .then(|| snapshot.trailer_strip.clone());
+    let body = Guarded::new(body, trailers, underscores);
     let upstream_request = Request::from_parts(
         parts,
         Counted::new(Limited::new(body, limit), ctx.received.clone()),
@@ -101,32 +117,42 @@ pub async fn forward(
     ctx.upstream_us = Some(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let switched_to_websocket = response
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(headers::is_websocket);
+        let Some(client_upgrade) = client_upgrade.filter(|_| switched_to_websocket) else {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&["unavailable"])
+                .inc();
+            return Err(Refusal::new(
+                Problem::UpstreamUnavailable,
+                "the upstream switched protocols without a WebSocket handshake to answer",
+            ));
+        };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        if let Some(client_upgrade) = client_upgrade {
-            shared.tasks.spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        if let Err(e) =
-                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                        {
-                            tracing::debug!(error = %e, "upgraded connection ended with an error");
-                        }
+        shared.tasks.spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
                     }
-                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
-            });
-        }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
     }
 
-    let upgrade_back = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
-        .then(|| response.headers().get(http::header::UPGRADE).cloned())
-        .flatten();
+    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     headers::strip_hop_by_hop(h);
-    if let Some(protocol) = upgrade_back {
-        headers::restore_upgrade(h, protocol);
+    if switched {
+        headers::restore_websocket(h);
     }
     Ok(response.map(Either::Left))
 }
@@ -138,6 +164,13 @@ fn classify(shared: &Shared, err: &UpstreamError, max_body: Option<u64>) -> Refu
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
             return body_too_large(max_body.unwrap_or_default());
+        }
+        if e.is::<ClientBodyError>() {
+            // The client's framing broke, not the upstream: a 400, never an upstream error.
+            return Refusal::new(
+                Problem::MalformedRequest,
+                "the request body is not valid HTTP framing (chunk sizes, line endings)",
+            );
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;

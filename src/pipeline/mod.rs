@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
@@ -109,10 +109,11 @@ impl Context {
 
     /// The context of a request that just arrived on a connection.
     pub fn arrived(headers: &HeaderMap, conn: ConnInfo, snapshot: &Snapshot) -> Self {
+        let trusted = snapshot.is_trusted_proxy(conn.peer.ip());
         Context::new(
-            headers::request_id(headers),
+            headers::request_id(headers, trusted),
             conn.peer,
-            snapshot.is_trusted_proxy(conn.peer.ip()),
+            trusted,
             conn.tls,
         )
     }
@@ -209,7 +210,9 @@ async fn run(
     let input = Input {
         method: request.method(),
         uri: request.uri(),
+        version: request.version(),
         headers: request.headers(),
+        mode: Mode::Proxy,
         tenant: None,
         principal: None,
     };
@@ -237,12 +240,25 @@ async fn run(
     forward::forward(shared, snapshot, ctx, request, target).await
 }
 
+/// Who asks [`decide`], which changes what it does with what it cannot forward as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tollgate forwards: an upgrade it will not tunnel is removed from the request.
+    Proxy,
+    /// A gateway forwards and Tollgate cannot change the request: such an upgrade is refused.
+    Authorizer,
+    /// `tollgate authorize` and policy tests: no `Host` is needed.
+    Explain,
+}
+
 /// What [`decide`] looks at. `tenant` and `principal` replace what the tenant and identity
 /// stages would find (for `tollgate authorize --user` and policy tests).
 pub struct Input<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    pub version: Version,
     pub headers: &'a HeaderMap,
+    pub mode: Mode,
     pub tenant: Option<Arc<Tenant>>,
     pub principal: Option<Arc<Principal>>,
 }
@@ -261,7 +277,16 @@ pub async fn decide(
 ) -> Result<Target, Refusal> {
     // 1. normalize: the one canonical target every later stage and the upstream see.
     ctx.enter("normalize");
-    let mut target = normalize::target(input.uri, input.headers)?;
+    // HTTP/1.0 may omit Host; HTTP/1.1 must send it and HTTP/2 sends :authority.
+    let require_host = input.mode != Mode::Explain && input.version > Version::HTTP_10;
+    let mut target = normalize::target(input.uri, input.headers, require_host)?;
+    normalize::single_valued(input.headers, &snapshot.single_headers)?;
+    if input.method == Method::CONNECT {
+        return Err(Refusal::new(
+            Problem::MalformedRequest,
+            "CONNECT tunnels are not proxied",
+        ));
+    }
     ctx.path = target.path_and_query.path().to_string();
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
@@ -307,6 +332,31 @@ pub async fn decide(
     }
     // After a tenant path prefix was stripped, this is the path authorized and forwarded.
     ctx.path = target.path_and_query.path().to_string();
+    // Only a WebSocket handshake on a route that allows it may become a tunnel: anything sent
+    // through a tunnel is never judged.
+    if headers::upgrade_requested(input.headers) {
+        let allowed = match &authorization {
+            None => true,
+            Some(_) => route.as_ref().is_some_and(|r| r.route.websocket),
+        };
+        target.websocket = allowed
+            && match input.mode {
+                Mode::Authorizer => input
+                    .headers
+                    .get(http::header::UPGRADE)
+                    .is_some_and(headers::is_websocket),
+                Mode::Proxy | Mode::Explain => {
+                    headers::websocket_handshake(input.method, input.version, input.headers)
+                }
+            };
+        if !target.websocket && input.mode == Mode::Authorizer {
+            return Err(Refusal::new(
+                Problem::MalformedRequest,
+                "only a WebSocket upgrade on a route that allows it may switch protocols",
+            ));
+        }
+    }
+    target.request_trailers = route.as_ref().is_some_and(|r| r.route.request_trailers);
 
     // 4. identity, then the tenant from a token claim and the credentials-tenant check.
     ctx.enter("identity");

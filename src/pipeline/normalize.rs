@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::error::{Problem, Refusal};
 
@@ -21,11 +21,22 @@ pub struct Target {
     /// The authority the client addressed (`Host`, or the URI's authority for HTTP/2 and
     /// absolute-form requests).
     pub host: Option<HeaderValue>,
+    /// A WebSocket handshake on a route that allows it: the only upgrade that is forwarded.
+    pub websocket: bool,
+    /// The route accepts request trailers (otherwise they are dropped).
+    pub request_trailers: bool,
 }
 
-/// Builds the canonical [`Target`] of a request, or refuses it.
-pub fn target(uri: &Uri, headers: &HeaderMap) -> Result<Target, Refusal> {
+/// Builds the canonical [`Target`] of a request, or refuses it. `require_host`: a request
+/// without a `Host` (or an authority) is refused, as HTTP/1.1 demands (RFC 9112 §3.2).
+pub fn target(uri: &Uri, headers: &HeaderMap, require_host: bool) -> Result<Target, Refusal> {
     let host = host(uri, headers)?;
+    if require_host && host.is_none() {
+        return Err(Refusal::new(
+            Problem::MalformedRequest,
+            "the request has no Host header",
+        ));
+    }
     let path = uri.path();
     if !path.starts_with('/') {
         return Err(Refusal::new(
@@ -43,6 +54,8 @@ pub fn target(uri: &Uri, headers: &HeaderMap) -> Result<Target, Refusal> {
     Ok(Target {
         path_and_query,
         host,
+        websocket: false,
+        request_trailers: false,
     })
 }
 
@@ -67,9 +80,77 @@ fn host(uri: &Uri, headers: &HeaderMap) -> Result<Option<HeaderValue>, Refusal> 
                 "the Host header disagrees with the request's authority",
             ))
         }
-        (Some(authority), _) => Ok(HeaderValue::from_str(authority.as_str()).ok()),
-        (None, header) => Ok(header.cloned()),
+        (Some(authority), _) => {
+            valid_authority(authority.as_str().as_bytes())?;
+            Ok(HeaderValue::from_str(authority.as_str()).ok())
+        }
+        (None, Some(header)) => {
+            valid_authority(header.as_bytes())?;
+            Ok(Some(header.clone()))
+        }
+        (None, None) => Ok(None),
     }
+}
+
+/// Accepts only `host[:port]` (RFC 9110 §7.2): a registered name or IPv4 address of letters,
+/// digits, `-`, `.`, `_` and `~`, or an IPv6 literal in brackets, then an optional port of one
+/// to five digits up to 65535. A list, a user-info part, an empty port, spaces or bytes outside
+/// ASCII could name two different hosts to two different servers, so they are refused.
+fn valid_authority(bytes: &[u8]) -> Result<(), Refusal> {
+    let bad = || {
+        Refusal::new(
+            Problem::MalformedRequest,
+            "the Host header is not a valid host[:port]",
+        )
+    };
+    let (host, port) = if bytes.first() == Some(&b'[') {
+        let end = bytes.iter().position(|&b| b == b']').ok_or_else(bad)?;
+        let inner = std::str::from_utf8(&bytes[1..end]).map_err(|_| bad())?;
+        inner.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+        match &bytes[end + 1..] {
+            [] => (&bytes[..=end], None),
+            [b':', port @ ..] => (&bytes[..=end], Some(port)),
+            _ => return Err(bad()),
+        }
+    } else {
+        match bytes.iter().position(|&b| b == b':') {
+            Some(colon) => (&bytes[..colon], Some(&bytes[colon + 1..])),
+            None => (bytes, None),
+        }
+    };
+    let name_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b)));
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|n| n <= 65535)
+    });
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Refuses a request that carries one of `names` more than once: which value a server reads
+/// (the first, the last, both joined) differs, so the one judged might not be the one used.
+pub fn single_valued(headers: &HeaderMap, names: &[HeaderName]) -> Result<(), Refusal> {
+    for name in names {
+        let mut values = headers.get_all(name).iter();
+        if values.next().is_some() && values.next().is_some() {
+            return Err(Refusal::new(
+                Problem::MalformedRequest,
+                format!("the {name} header appears more than once"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn ambiguous(detail: &'static str) -> Refusal {
@@ -234,7 +315,7 @@ mod tests {
     #[test]
     fn query_is_kept_verbatim() {
         let uri: Uri = "/a/../b?x=%2F&y=..".parse().unwrap();
-        let t = target(&uri, &HeaderMap::new()).unwrap();
+        let t = target(&uri, &HeaderMap::new(), false).unwrap();
         assert_eq!(t.path_and_query.as_str(), "/b?x=%2F&y=..");
     }
 
@@ -244,10 +325,57 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("b.example"));
         assert_eq!(
-            target(&uri, &headers).unwrap_err().problem,
+            target(&uri, &headers, true).unwrap_err().problem,
             Problem::MalformedRequest
         );
         headers.insert("host", HeaderValue::from_static("A.example"));
-        assert_eq!(target(&uri, &headers).unwrap().host.unwrap(), "a.example");
+        assert_eq!(
+            target(&uri, &headers, true).unwrap().host.unwrap(),
+            "a.example"
+        );
+    }
+
+    #[test]
+    fn only_a_valid_host_and_port_is_a_host() {
+        let uri: Uri = "/x".parse().unwrap();
+        for good in [
+            "acme.localhost",
+            "acme.localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:8443",
+            "[::1]",
+            "under_score.example",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static(good));
+            assert!(target(&uri, &headers, true).is_ok(), "{good}");
+        }
+        for bad in [
+            &b"acme.localhost, globex.localhost"[..],
+            b"acme.localhost:abc",
+            b"acme.localhost\xff",
+            b"acme.localhost:",
+            b"acme.localhost:65536",
+            b"acme.localhost:080800",
+            b"user@acme.localhost",
+            b"acme localhost",
+            b"",
+            b":80",
+            b"[::1",
+            b"[zz]:80",
+            b"[::1]x",
+            b"acme.localhost/x",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_bytes(bad).unwrap());
+            assert_eq!(
+                target(&uri, &headers, true).unwrap_err().problem,
+                Problem::MalformedRequest,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(target(&uri, &HeaderMap::new(), true).is_err());
+        assert!(target(&uri, &HeaderMap::new(), false).is_ok());
     }
 }

@@ -158,6 +158,17 @@ pub fn settle(
             tenant
         }
     };
+    // An issuer bound to some tenants acts on those only, operator roles included.
+    if principal
+        .issuer_tenants
+        .as_ref()
+        .is_some_and(|allowed| !allowed.contains(&tenant.id))
+    {
+        return Err(Refusal::new(
+            Problem::TenantMismatch,
+            "the credentials' issuer may not act on this tenant",
+        ));
+    }
     let operator = principal.has_any_role(operator_roles);
     let belongs = match (&principal.tenant, principal.method) {
         (_, AuthMethod::Anonymous) => true,

@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (configuration loaded and not draining),
-//! `/metrics` (Prometheus text). Kept apart from the proxy port so that probes and scrapes never
-//! compete with traffic or pass through the pipeline.
+//! `/metrics` (Prometheus text), open for probes and scrapers; `/usage` (every tenant's plan and
+//! usage) only with `Authorization: Bearer <admin.token>`, and off without a token. Kept apart
+//! from the proxy port (on loopback by default) so that probes and scrapes never compete with
+//! traffic or pass through the pipeline.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -59,7 +61,10 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
             shared.metrics.render(),
         ),
         (&Method::GET, path) if path == "/usage" || path.starts_with("/usage/") => {
-            usage(shared, req).await
+            match permitted(shared, req) {
+                Ok(()) => usage(shared, req).await,
+                Err(refused) => refused,
+            }
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -69,10 +74,53 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"tollgate-admin\""),
+        );
+    }
     if let Ok(value) = content_type.parse() {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
     response
+}
+
+/// Whether a request to a protected endpoint carries the admin token.
+fn permitted(
+    shared: &Shared,
+    req: &Request<Incoming>,
+) -> Result<(), (StatusCode, &'static str, String)> {
+    let snapshot = shared.snapshot.load();
+    let Some(token) = &snapshot.config.admin.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "/usage is off: set admin.token to enable it\n".to_string(),
+        ));
+    };
+    let sent = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Constant time: the comparison says nothing about how much of the token was right.
+    let equal = sent.len() == token.len()
+        && sent
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+    if equal {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "send Authorization: Bearer <admin.token>\n".to_string(),
+        ))
+    }
 }
 
 /// `/usage` (every tenant) and `/usage/{tenant}`, with an optional `?period=2026-11`.

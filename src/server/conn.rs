@@ -30,8 +30,9 @@ use super::Shared;
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
-    /// The connection came in on the authorizer listener: decide, never forward.
-    pub authorizer: bool,
+    /// The connection came in on an authorizer listener (its index in
+    /// `config.authorizers`): decide, never forward.
+    pub authorizer: Option<usize>,
 }
 
 /// The HTTP versions a listener speaks. hyper-util's auto builder detects HTTP/2 by its
@@ -115,10 +116,11 @@ async fn drive<I>(
             let shared = shared.clone();
             let busy = Busy::begin(&activity);
             async move {
-                let response = if info.authorizer {
-                    pipeline::external::authorize(&shared, info, request).await
-                } else {
-                    pipeline::handle(&shared, info, request).await
+                let response = match info.authorizer {
+                    Some(listener) => {
+                        pipeline::external::authorize(&shared, info, listener, request).await
+                    }
+                    None => pipeline::handle(&shared, info, request).await,
                 };
                 drop(busy);
                 Ok::<_, Infallible>(response)

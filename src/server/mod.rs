@@ -57,8 +57,8 @@ pub struct Server {
     max_connections: usize,
     drain_timeout: Duration,
     config: Config,
-    /// The external authorizer's listener, when configured.
-    authorizer: Option<TcpListener>,
+    /// The external authorizer's listeners, in `config.authorizers` order.
+    authorizers: Vec<TcpListener>,
 }
 
 impl Server {
@@ -70,14 +70,15 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
         let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-        let authorizer = match &config.authorizer {
-            Some(a) => Some(
-                TcpListener::bind(a.listen)
-                    .await
-                    .map_err(|e| format!("cannot listen on {} (authorizer): {e}", a.listen))?,
-            ),
-            None => None,
-        };
+        let mut authorizers = Vec::new();
+        for a in &config.authorizers {
+            authorizers.push(TcpListener::bind(a.listen).await.map_err(|e| {
+                format!(
+                    "cannot listen on {} (authorizer for {:?}): {e}",
+                    a.listen, a.gateway
+                )
+            })?);
+        }
         let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
@@ -108,7 +109,7 @@ impl Server {
             max_connections: limits.max_connections,
             drain_timeout: config.server.drain_timeout,
             config,
-            authorizer,
+            authorizers,
         })
     }
 
@@ -133,7 +134,7 @@ impl Server {
             max_connections,
             drain_timeout,
             config,
-            authorizer,
+            authorizers,
         } = self;
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
@@ -167,16 +168,14 @@ impl Server {
             connections: &connections,
             shutdown: &shutdown,
         };
-        match authorizer {
-            Some(authorizer) => {
-                tracing::info!(authorizer = ?authorizer.local_addr().ok(), "serving the authorizer");
-                tokio::join!(
-                    accept.run(&listener, acceptor, false),
-                    accept.run(&authorizer, None, true)
-                );
-            }
-            None => accept.run(&listener, acceptor, false).await,
-        }
+        let authorizing = authorizers.iter().enumerate().map(|(i, listener)| {
+            tracing::info!(authorizer = ?listener.local_addr().ok(), "serving the authorizer");
+            accept.run(listener, None, Some(i))
+        });
+        tokio::join!(
+            accept.run(&listener, acceptor, None),
+            futures_util::future::join_all(authorizing)
+        );
 
         drop(listener);
         shared.draining.store(true, Ordering::Relaxed);
@@ -214,8 +213,13 @@ struct Accept<'a> {
 }
 
 impl Accept<'_> {
-    /// Accepts until shutdown. `authorizer`: connections get authorizer mode.
-    async fn run(&self, listener: &TcpListener, acceptor: Option<TlsAcceptor>, authorizer: bool) {
+    /// Accepts until shutdown. `authorizer`: connections get authorizer mode for that listener.
+    async fn run(
+        &self,
+        listener: &TcpListener,
+        acceptor: Option<TlsAcceptor>,
+        authorizer: Option<usize>,
+    ) {
         loop {
             // Waiting for a connection slot before accepting applies back-pressure in the
             // kernel's accept queue instead of accepting and dropping.

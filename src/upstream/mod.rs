@@ -2,6 +2,7 @@
 //! uses Tollgate's own keep-alive pool (`pool.rs`); TLS (HTTP/1.1 or HTTP/2 by ALPN) and
 //! `upstream.http2` use hyper-util's pooled client with rustls.
 
+pub mod body;
 mod pool;
 
 use std::error::Error as StdError;
@@ -26,11 +27,12 @@ use rustls_pki_types::pem::PemObject;
 use crate::audit::body::Counted;
 use crate::config::Upstream;
 
+use body::Guarded;
 pub use pool::Streamed;
 
-/// The body Tollgate sends upstream: the client's body, streamed, with the size limit applied,
-/// counted for the audit record.
-pub type UpstreamBody = Counted<Limited<Incoming>>;
+/// The body Tollgate sends upstream: the client's body, streamed, trailers guarded, with the
+/// size limit applied, counted for the audit record.
+pub type UpstreamBody = Counted<Limited<Guarded<Incoming>>>;
 type PooledClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// The client for the configured upstream.

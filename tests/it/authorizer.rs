@@ -13,23 +13,43 @@ use crate::support::{Tollgate, Upstream, collect, send};
 pub struct Setup {
     pub upstream: Upstream,
     pub tollgate: Tollgate,
-    pub authorizer: SocketAddr,
+    /// The authorizer listeners, one per gateway.
+    pub nginx: SocketAddr,
+    pub envoy: SocketAddr,
+    pub traefik: SocketAddr,
     keys: Keys,
 }
 
+fn loopback() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
 pub async fn start() -> Setup {
+    start_with("").await
+}
+
+/// The full stack with one authorizer listener per gateway; `extra` is more top-level YAML.
+pub async fn start_with(extra: &str) -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (nginx, envoy, traefik) = (loopback(), loopback(), loopback());
     let options = fixture::full_stack(
         &keys,
-        &format!("authorizer:\n  listen: {authorizer}\n  envoy_path_prefix: /ext_authz\n"),
+        &format!(
+            "authorizer:
+  - {{ listen: {nginx}, gateway: nginx }}
+  - {{ listen: {envoy}, gateway: envoy, envoy_path_prefix: /ext_authz }}
+  - {{ listen: {traefik}, gateway: traefik }}
+{extra}"
+        ),
     );
     let tollgate = Tollgate::start(upstream.addr, options);
     Setup {
         upstream,
         tollgate,
-        authorizer,
+        nginx,
+        envoy,
+        traefik,
         keys,
     }
 }
@@ -74,7 +94,7 @@ async fn nginx(s: &Setup, method: &str, host: &str, path: &str, auth: Option<&st
     if let Some(auth) = auth {
         headers.push(("authorization", auth));
     }
-    request(s.authorizer, "GET", "/auth", &headers).await
+    request(s.nginx, "GET", "/auth", &headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +175,7 @@ async fn traefik_and_envoy_header_sets_are_decided_the_same_way() {
     let viewer = s.token("alice", "acme", &["viewer"], false);
     let traefik = |method: &'static str, uri: &'static str| {
         let viewer = viewer.clone();
-        let addr = s.authorizer;
+        let addr = s.traefik;
         async move {
             let headers = [
                 ("host", "tollgate-authorizer"),
@@ -178,7 +198,7 @@ async fn traefik_and_envoy_header_sets_are_decided_the_same_way() {
 
     let envoy = |method: &'static str, path: &'static str| {
         let viewer = viewer.clone();
-        let addr = s.authorizer;
+        let addr = s.envoy;
         async move {
             request(
                 addr,
@@ -203,14 +223,9 @@ async fn traefik_and_envoy_header_sets_are_decided_the_same_way() {
         .assert_problem(400, "ambiguous-path");
 
     // A request that names no original request.
-    request(
-        s.authorizer,
-        "GET",
-        "/whatever",
-        &[("host", "acme.app.test")],
-    )
-    .await
-    .assert_problem(400, "malformed-request");
+    request(s.envoy, "GET", "/whatever", &[("host", "acme.app.test")])
+        .await
+        .assert_problem(400, "malformed-request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,10 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
     let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(BIN)
         .env("TOLLGATE_STATE_DIR", state.path())
+        .env(
+            "TOLLGATE_ADMIN_TOKEN",
+            crate::support::tollgate::ADMIN_TOKEN,
+        )
         .args([
             "demo",
             "--listen",

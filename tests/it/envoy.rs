@@ -19,8 +19,8 @@ fn start_envoy(authorizer: SocketAddr, application: SocketAddr) -> Gateway {
     let replace = [
         ("port_value: 8089", port(addr.port())),
         ("port_value: 8081", port(application.port())),
-        ("port_value: 8082", port(authorizer.port())),
-        ("127.0.0.1:8082", authorizer.to_string()),
+        ("port_value: 8083", port(authorizer.port())),
+        ("127.0.0.1:8083", authorizer.to_string()),
         ("port_value: 9901", port(free_addr().port())),
         ("path_prefix: /envoy", "path_prefix: /ext_authz".to_string()),
     ];
@@ -56,7 +56,7 @@ async fn envoy_answers_503_when_tollgate_cannot_be_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_with_ext_authz_forwards_allowed_requests_and_answers_refusals_like_tollgate() {
     let s = start().await;
-    let envoy = start_envoy(s.authorizer, s.upstream.addr);
+    let envoy = start_envoy(s.envoy, s.upstream.addr);
     let viewer = gateways::allows_and_refuses_like_tollgate(envoy.addr, &s).await;
     let acme = [("host", "acme.app.test")];
 

@@ -105,16 +105,26 @@ async fn forwarding_headers_from_a_trusted_proxy_are_appended_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_id_is_kept_when_valid_generated_otherwise_and_sent_both_ways() {
+async fn a_clients_request_id_is_replaced_and_a_trusted_proxys_is_kept() {
     let upstream = Upstream::start().await;
+    // An untrusted client cannot choose the id its records carry.
     let tollgate = Tollgate::start(upstream.addr, Options::default());
+    let reply = get(tollgate.addr, "/echo", &[("x-request-id", "trace-42")]).await;
+    let generated = reply.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    assert_eq!(reply.upstream_header("x-request-id"), Some(generated));
+
+    let options = Options {
+        forwarding: "trusted_proxies: [127.0.0.0/8]".into(),
+        ..Options::default()
+    };
+    let tollgate = Tollgate::start(upstream.addr, options);
     let reply = get(tollgate.addr, "/echo", &[("x-request-id", "trace-42")]).await;
     assert_eq!(
         reply.upstream_header("x-request-id").as_deref(),
         Some("trace-42")
     );
     assert_eq!(reply.headers["x-request-id"], "trace-42");
-
     let reply = get(
         tollgate.addr,
         "/echo",

@@ -49,7 +49,7 @@ async fn nginx_answers_503_when_tollgate_cannot_be_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_with_auth_request_forwards_allowed_requests_and_answers_refusals_like_tollgate() {
     let s = start().await;
-    let nginx = start_nginx(s.authorizer, s.upstream.addr);
+    let nginx = start_nginx(s.nginx, s.upstream.addr);
     let viewer = gateways::allows_and_refuses_like_tollgate(nginx.addr, &s).await;
 
     // Path tricks in the original URI are judged on the canonical path, as in proxy mode.

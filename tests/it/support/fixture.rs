@@ -92,6 +92,7 @@ identity:
     - issuer: {ISSUER}
       audiences: [{AUDIENCE}]
       leeway: 5s
+      grants_operator_roles: true
       keys:
         - {{ kid: hs, alg: HS256, secret: \"{HS_SECRET}\" }}
         - {{ kid: rs, alg: RS256, public_key_file: keys/rs.pub.pem }}

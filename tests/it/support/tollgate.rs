@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+/// The `admin.token` of every generated configuration; `admin_get` sends it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Extra YAML for the generated configuration, each a block of lines under its section.
 #[derive(Default, Clone)]
@@ -89,7 +91,7 @@ impl Tollgate {
             fs::write(path, text).unwrap();
         }
         let yaml = format!(
-            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n{extra}",
+            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\n  token: {ADMIN_TOKEN}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n{extra}",
             extra = options.extra,
             server = indent(&options.server, 2),
             limits = indent(&options.limits, 4),
@@ -216,7 +218,7 @@ pub fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut text = String::new();
