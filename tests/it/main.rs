@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod authorizer;
 mod authz;
+mod bypass;
 mod check;
 mod demo;
 mod deploy;

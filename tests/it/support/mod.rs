@@ -1,6 +1,7 @@
 pub mod client;
 pub mod fixture;
 pub mod gateway;
+pub mod recorder;
 pub mod redis;
 pub mod tollgate;
 pub mod upstream;

@@ -1,0 +1,478 @@
+//! Attacks on the promise that the request judged is the request the upstream receives, in
+//! proxy mode, against an upstream that records the exact bytes it got (in the style of sozu's
+//! `h1_security_tests.rs`). Each attack is followed by a check that the proxy still serves.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use crate::support::fixture::{self, Keys, bearer, claims, sign};
+use crate::support::recorder::{Answer, Recorder};
+use crate::support::{Tollgate, eventually, get, raw};
+
+const ACME: (&str, &str) = ("host", "acme.app.test");
+
+struct Stack {
+    recorder: Recorder,
+    tollgate: Tollgate,
+    keys: Keys,
+}
+
+async fn stack(answer: Answer, extra: &str) -> Stack {
+    stack_with_routes(answer, extra, "").await
+}
+
+/// The full stack with more routes (lines of `routes.yaml`).
+async fn stack_with_routes(answer: Answer, extra: &str, routes: &str) -> Stack {
+    let keys = Keys::generate();
+    let recorder = Recorder::start(answer).await;
+    let mut options = fixture::full_stack(&keys, extra);
+    for (name, text) in options.files.iter_mut() {
+        if name == "routes.yaml" {
+            text.push_str(routes);
+        }
+    }
+    let tollgate = Tollgate::start(recorder.addr, options);
+    Stack {
+        recorder,
+        tollgate,
+        keys,
+    }
+}
+
+impl Stack {
+    fn token(&self, sub: &str, tenant: &str, roles: &[&str]) -> String {
+        bearer(&sign(
+            &self.keys,
+            Algorithm::HS256,
+            "hs",
+            &claims(sub, tenant, roles),
+        ))
+    }
+
+    /// A harmless request still gets through after an attack.
+    async fn still_serves(&self) {
+        let reply = get(self.tollgate.addr, "/public/still", &[ACME]).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert!(self.recorder.last().starts_with("get /public/still "));
+    }
+
+    async fn raw(&self, request: &str) -> String {
+        raw(
+            self.tollgate.addr,
+            request.as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await
+        .text
+    }
+}
+
+/// The header block of a recorded request (request line and headers, lower-cased).
+fn head(request: &str) -> &str {
+    request.split("\r\n\r\n").next().unwrap_or_default()
+}
+
+fn has_header(request: &str, name: &str) -> bool {
+    head(request)
+        .lines()
+        .skip(1)
+        .any(|l| l.split(':').next().is_some_and(|n| n.trim() == name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_h2c_is_removed_and_an_unasked_101_opens_no_tunnel() {
+    let s = stack(Answer::Switch("h2c"), "").await;
+    for token in ["h2c", "websocket", "tls/1.3", "foo"] {
+        let request = format!(
+            "GET /public/x HTTP/1.1\r\nHost: acme.app.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {token}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\nDELETE /api/v1/agents/7 HTTP/1.1\r\nHost: acme.app.test\r\n\r\n"
+        );
+        let answer = s.raw(&request).await;
+        // The upstream answered 101 although nothing asked it to: no tunnel, a 502.
+        assert!(answer.starts_with("HTTP/1.1 502"), "{token}: {answer}");
+        // The pipelined DELETE was judged (no credentials), not tunnelled.
+        assert!(answer.contains("HTTP/1.1 401"), "{token}: {answer}");
+        let seen = s.recorder.all();
+        assert!(
+            !has_header(&s.recorder.last(), "upgrade"),
+            "{token}: {seen}"
+        );
+        assert!(!has_header(&s.recorder.last(), "http2-settings"), "{token}");
+        assert!(!seen.contains("delete /api"), "{token}: {seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_on_a_route_without_the_flag_is_forwarded_as_a_plain_request() {
+    let s = stack(Answer::Ok, "").await;
+    let answer = s
+        .raw("GET /public/x HTTP/1.1\r\nHost: acme.app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = s.recorder.last();
+    assert!(
+        !has_header(&seen, "upgrade") && !has_header(&seen, "connection"),
+        "{seen}"
+    );
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_credentials_and_tenant_headers_are_refused() {
+    let s = stack(Answer::Ok, "").await;
+    let alice = s.token("alice", "acme", &["viewer"]);
+    let forged = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290Iiwicm9sZXMiOlsic3VwZXJfYWRtaW4iXX0.";
+    for (a, b) in [
+        (("authorization", alice.as_str()), ("authorization", forged)),
+        (("x-api-key", "tgk_one"), ("x-api-key", "tgk_two")),
+    ] {
+        get(s.tollgate.addr, "/api/v1/agents/7", &[ACME, a, b])
+            .await
+            .assert_problem(400, "malformed-request");
+    }
+    assert!(s.recorder.requests().is_empty());
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_is_not_one_valid_authority_is_refused_never_resolved_elsewhere() {
+    let s = stack(Answer::Ok, "").await;
+    let carol = s.token("carol", "globex", &["user"]);
+    for host in [
+        "acme.app.test, globex.app.test",
+        "acme.app.test:abc",
+        "acme.app.test\u{ff}",
+        "acme.app.test:",
+        "user@acme.app.test",
+    ] {
+        let answer = s
+            .raw(&format!(
+                "GET /api/v1/agents HTTP/1.1\r\nHost: {host}\r\nAuthorization: {carol}\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host:?}: {answer}");
+        assert!(answer.contains("malformed-request"), "{host:?}: {answer}");
+    }
+    // HTTP/1.1 without Host.
+    let answer = s
+        .raw(&format!(
+            "GET /api/v1/agents HTTP/1.1\r\nAuthorization: {carol}\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        s.recorder.requests().is_empty(),
+        "{:?}",
+        s.recorder.requests()
+    );
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_never_reaches_the_upstream_and_a_token_does_unless_configured() {
+    let s = stack(Answer::Ok, "").await;
+    let config = s.tollgate.path("tollgate.yaml");
+    let run = crate::support::tollgate::cli(
+        &[
+            "keys",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--role",
+            "viewer",
+        ],
+        &[],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let key = run.stdout.clone();
+    let addr = s.tollgate.addr;
+    let as_bearer = format!("Bearer {key}");
+    eventually("the new key is accepted", async || {
+        get(addr, "/api/v1/agents/7", &[ACME, ("x-api-key", &key)])
+            .await
+            .status
+            == 200
+    })
+    .await;
+    for sent in [("authorization", as_bearer.as_str()), ("x-api-key", &key)] {
+        let reply = get(addr, "/api/v1/agents/7", &[ACME, sent]).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let seen = s.recorder.last();
+        assert!(!seen.contains(&key.to_ascii_lowercase()), "{seen}");
+        assert!(!has_header(&seen, "authorization") && !has_header(&seen, "x-api-key"));
+    }
+    let alice = s.token("alice", "acme", &["viewer"]);
+    let reply = get(addr, "/api/v1/agents/7", &[ACME, ("authorization", &alice)]).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        s.recorder.last().contains(&alice.to_ascii_lowercase()),
+        "a verified token is forwarded by default"
+    );
+
+    let keys = Keys::generate();
+    let recorder = Recorder::start(Answer::Ok).await;
+    let mut options = fixture::full_stack(&keys, "");
+    options.extra = options
+        .extra
+        .replace("identity:\n", "identity:\n  forward_token: false\n");
+    let tollgate = Tollgate::start(recorder.addr, options);
+    let alice = bearer(&sign(
+        &keys,
+        Algorithm::HS256,
+        "hs",
+        &claims("alice", "acme", &["viewer"]),
+    ));
+    let reply = get(
+        tollgate.addr,
+        "/api/v1/agents/7",
+        &[ACME, ("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(!has_header(&recorder.last(), "authorization"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_would_add_a_list_element_or_vanish_are_refused() {
+    let s = stack(Answer::Ok, "").await;
+    let mut cases = vec![
+        claims("alice", "acme", &["viewer", "x,tenant_admin"]),
+        claims("alice", "acme", &["viewer admin"]),
+        claims("al\u{1}ice", "acme", &["viewer"]),
+        claims("alice\r\nx-user-roles: tenant_admin", "acme", &["viewer"]),
+    ];
+    let mut scopes = claims("alice", "acme", &["viewer"]);
+    scopes["scope"] = serde_json::json!(["read,write"]);
+    cases.push(scopes);
+    let mut odd = claims("alice", "acme", &["viewer"]);
+    odd["roles"] = serde_json::json!(["viewer", 7]);
+    cases.push(odd);
+    for body in cases {
+        let token = bearer(&sign(&s.keys, Algorithm::HS256, "hs", &body));
+        get(
+            s.tollgate.addr,
+            "/api/v1/agents/7",
+            &[ACME, ("authorization", &token)],
+        )
+        .await
+        .assert_problem(401, "invalid-credentials");
+    }
+    assert!(s.recorder.requests().is_empty());
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_overrides_underscores_and_untrusted_forwarding_headers_never_reach_the_upstream()
+{
+    let s = stack(Answer::Ok, "").await;
+    let alice = s.token("alice", "acme", &["viewer"]);
+    let sent = [
+        ACME,
+        ("authorization", alice.as_str()),
+        ("x-user-email", "boss@example.com"),
+        ("x-user-groups", "admins"),
+        ("x-tenant-name", "globex"),
+        ("x-tenant-status", "active"),
+        ("x-auth-request-user", "root"),
+        ("x-tollgate-decision", "allow"),
+        ("x_user_id", "root"),
+        ("x_tenant_id", "globex"),
+        ("x-http-method-override", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-original-method", "DELETE"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-ssl", "on"),
+        ("x-forwarded-server", "evil"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6;proto=https"),
+        ("x-real-ip", "6.6.6.6"),
+    ];
+    let reply = get(s.tollgate.addr, "/api/v1/agents/7", &sent).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let seen = s.recorder.last();
+    for (name, _) in &sent[2..] {
+        if *name == "x-forwarded-for" {
+            continue;
+        }
+        assert!(
+            !has_header(&seen, name),
+            "{name} reached the upstream: {seen}"
+        );
+    }
+    assert!(!seen.contains("6.6.6.6"), "{seen}");
+    assert!(
+        seen.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("\r\nx-user-id: alice\r\n"), "{seen}");
+    assert!(seen.starts_with("get /api/v1/agents/7 "), "{seen}");
+    s.still_serves().await;
+}
+
+/// Anonymous POST routes: one that drops trailers, one that allows them.
+const UPLOADS: &str = "  - { id: upload, methods: [POST], path: /upload, action: read_public, resource: { type: PublicPage, id: upload }, anonymous: true }
+  - { id: upload-trailers, methods: [POST], path: /upload-trailers, action: read_public, resource: { type: PublicPage, id: upload }, anonymous: true, request_trailers: true }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_trailers_are_dropped_unless_the_route_allows_them_and_then_cleaned() {
+    let s = stack_with_routes(Answer::Ok, "", UPLOADS).await;
+    let request = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: acme.app.test\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: x-user-id, x-checksum\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nx-user-id: admin\r\nx-tenant-id: globex\r\nx-user-roles: super_admin\r\nx_user_id: admin\r\nauthorization: Bearer forged\r\nx-checksum: abc\r\n\r\n"
+        )
+    };
+    let answer = s.raw(&request("/upload")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = s.recorder.last();
+    assert!(seen.contains("\r\nhello\r\n"), "{seen}");
+    for forged in [
+        "admin",
+        "globex",
+        "super_admin",
+        "forged",
+        "x-checksum: abc",
+    ] {
+        assert!(
+            !seen[seen.find("hello").unwrap()..].contains(forged),
+            "{forged}: {seen}"
+        );
+    }
+    // A route that allows trailers gets them, without reserved names or credentials.
+    let answer = s.raw(&request("/upload-trailers")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = s.recorder.last();
+    let after_body = &seen[seen.find("hello").unwrap()..];
+    assert!(after_body.contains("x-checksum: abc"), "{seen}");
+    for forged in ["admin", "globex", "super_admin", "forged"] {
+        assert!(!after_body.contains(forged), "{forged}: {seen}");
+    }
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_chunked_framing_is_the_clients_400_not_an_upstream_error() {
+    let s = stack_with_routes(Answer::Ok, "", UPLOADS).await;
+    for body in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        "5;name=\"a\r\nb\"\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhelloX0\r\n\r\n",
+    ] {
+        let answer = s
+            .raw(&format!(
+                "POST /upload HTTP/1.1\r\nHost: acme.app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+            ))
+            .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{body:?}: {answer}");
+        assert!(answer.contains("malformed-request"), "{body:?}: {answer}");
+    }
+    assert_eq!(
+        s.tollgate
+            .metric("tollgate_upstream_errors_total{kind=\"unavailable\"}"),
+        0.0
+    );
+    s.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_are_bound_to_their_tenants_and_only_some_may_grant_operator_roles() {
+    const OTHER_SECRET: &str = "another-hmac-secret-of-at-least-32-bytes";
+    let extra = format!(
+        "    - issuer: https://partner.test
+      audiences: [{aud}]
+      tenants: [globex]
+      keys: [{{ kid: partner, alg: HS256, secret: \"{OTHER_SECRET}\" }}]
+",
+        aud = fixture::AUDIENCE
+    );
+    let keys = Keys::generate();
+    let recorder = Recorder::start(Answer::Ok).await;
+    let mut options = fixture::full_stack(&keys, "");
+    options.extra = options
+        .extra
+        .replace("authorization:\n", &format!("{extra}authorization:\n"));
+    let tollgate = Tollgate::start(recorder.addr, options);
+    let partner = |sub: &str, tenant: &str, roles: &[&str]| {
+        let mut body = claims(sub, tenant, roles);
+        body["iss"] = "https://partner.test".into();
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some("partner".into());
+        let key = jsonwebtoken::EncodingKey::from_secret(OTHER_SECRET.as_bytes());
+        bearer(&jsonwebtoken::encode(&header, &body, &key).unwrap())
+    };
+    // Its own tenant: fine.
+    let carol = partner("carol", "globex", &["user"]);
+    let globex = [
+        ("host", "globex.app.test"),
+        ("authorization", carol.as_str()),
+    ];
+    assert_eq!(
+        get(tollgate.addr, "/api/v1/agents", &globex).await.status,
+        200
+    );
+    // A tenant outside its list, by claim and by host.
+    let mallory = partner("mallory", "acme", &["tenant_admin"]);
+    get(
+        tollgate.addr,
+        "/api/v1/agents",
+        &[ACME, ("authorization", &mallory)],
+    )
+    .await
+    .assert_problem(403, "tenant-mismatch");
+    // An operator role it may not grant.
+    let root = partner("root", "globex", &["super_admin"]);
+    get(
+        tollgate.addr,
+        "/api/v1/agents",
+        &[ACME, ("authorization", &root)],
+    )
+    .await
+    .assert_problem(401, "invalid-credentials");
+    assert_eq!(recorder.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_keeps_usage_behind_its_token_and_probes_open() {
+    let s = stack(Answer::Ok, "").await;
+    let admin = s.tollgate.admin;
+    let ask = |auth: &str| {
+        let request =
+            format!("GET /usage HTTP/1.1\r\nHost: admin\r\n{auth}Connection: close\r\n\r\n");
+        async move {
+            raw(admin, request.as_bytes(), Duration::from_secs(2))
+                .await
+                .text
+        }
+    };
+    assert!(ask("").await.starts_with("HTTP/1.1 401"));
+    assert!(
+        ask("Authorization: Bearer wrong-token-of-some-length\r\n")
+            .await
+            .starts_with("HTTP/1.1 401")
+    );
+    let token = format!(
+        "Authorization: Bearer {}\r\n",
+        crate::support::tollgate::ADMIN_TOKEN
+    );
+    let allowed = ask(&token).await;
+    assert!(
+        allowed.starts_with("HTTP/1.1 200") && allowed.contains("acme"),
+        "{allowed}"
+    );
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let answer = raw(
+            admin,
+            format!("GET {probe} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await
+        .text;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{probe}: {answer}");
+    }
+}
