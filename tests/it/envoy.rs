@@ -106,4 +106,5 @@ async fn envoy_with_ext_authz_forwards_allowed_requests_and_answers_refusals_lik
         4,
         "only the allowed requests reached the upstream: {seen:?}"
     );
+    gateways::keeps_secrets_and_reserved_headers_from_the_application(envoy.addr, &s).await;
 }

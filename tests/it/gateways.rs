@@ -97,3 +97,63 @@ pub async fn closed_when_tollgate_is_unreachable(gateway: SocketAddr, s: &Setup)
     );
     assert!(s.upstream.seen().is_empty(), "closed, never open");
 }
+
+/// Through the gateway, an API key (in its header or as a bearer token) never reaches the
+/// application, and neither does any header only Tollgate sets, an override or a client
+/// address claim: each is removed, or the request is refused.
+pub async fn keeps_secrets_and_reserved_headers_from_the_application(
+    gateway: SocketAddr,
+    s: &Setup,
+) {
+    let key = s.api_key("acme", "viewer").await;
+    let as_bearer = format!("Bearer {key}");
+    for auth in [
+        ("x-api-key", key.as_str()),
+        ("authorization", as_bearer.as_str()),
+    ] {
+        let reply = request(
+            gateway,
+            "GET",
+            "/api/v1/agents/7",
+            &[("host", "acme.app.test"), auth],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert!(
+            !String::from_utf8_lossy(&reply.body).contains(&key),
+            "{:?}",
+            reply.body
+        );
+        assert_eq!(
+            reply.upstream_header("x-auth-method").as_deref(),
+            Some("api_key")
+        );
+    }
+    for forged in [
+        ("x-user-email", "boss@example.com"),
+        ("x-tenant-status", "active"),
+        ("x-tollgate-decision", "allow"),
+        ("x-http-method-override", "DELETE"),
+        ("x-original-url", "/admin"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x-real-ip", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6"),
+    ] {
+        let reply = request(
+            gateway,
+            "GET",
+            "/public/docs",
+            &[("host", "acme.app.test"), forged],
+        )
+        .await;
+        match reply.status.as_u16() {
+            400 => reply.assert_problem(400, "malformed-request"),
+            200 => assert_eq!(
+                reply.upstream_header(forged.0),
+                None,
+                "{forged:?} reached the application"
+            ),
+            other => panic!("{forged:?}: {other} {:?}", reply.body),
+        }
+    }
+}

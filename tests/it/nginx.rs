@@ -67,4 +67,5 @@ async fn nginx_with_auth_request_forwards_allowed_requests_and_answers_refusals_
         2,
         "only the allowed requests reached the upstream: {seen:?}"
     );
+    gateways::keeps_secrets_and_reserved_headers_from_the_application(nginx.addr, &s).await;
 }
