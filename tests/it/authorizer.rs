@@ -348,13 +348,16 @@ async fn behind_traefik_a_clients_nginx_hints_never_choose_what_is_judged() {
     );
 }
 
+/// A question to one authorizer listener: its address, the path and the headers.
+type Question<'a> = (SocketAddr, &'a str, Vec<(&'a str, &'a str)>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_listener_reads_only_its_gateways_hints_once() {
     let s = start().await;
     let viewer = s.token("alice", "acme", &["viewer"], false);
     let auth = ("authorization", viewer.as_str());
     let host = ("host", "acme.app.test");
-    let cases: Vec<(std::net::SocketAddr, &str, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Question> = vec![
         // nginx: Traefik's hints, a hint twice, a hint missing.
         (
             s.nginx,
