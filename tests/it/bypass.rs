@@ -476,3 +476,126 @@ async fn the_admin_listener_keeps_usage_behind_its_token_and_probes_open() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{probe}: {answer}");
     }
 }
+
+/// One HTTP/2 (prior knowledge) request with `headers`; the status and the body.
+async fn h2(
+    addr: std::net::SocketAddr,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_the_same_rules_hold() {
+    let keys = Keys::generate();
+    let recorder = Recorder::start(Answer::Ok).await;
+    let mut options = fixture::full_stack(&keys, "");
+    options.server = "h2c: true".into();
+    let tollgate = Tollgate::start(recorder.addr, options);
+    let alice = bearer(&sign(
+        &keys,
+        Algorithm::HS256,
+        "hs",
+        &claims("alice", "acme", &["viewer"]),
+    ));
+    let url = "http://acme.app.test/api/v1/agents/7";
+    let (status, body) = h2(
+        tollgate.addr,
+        "GET",
+        url,
+        &[
+            ("authorization", &alice),
+            ("x-user-email", "boss@example.com"),
+            ("x_user_id", "root"),
+            ("x-http-method-override", "DELETE"),
+            ("x-forwarded-prefix", "/admin"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = recorder.last();
+    for name in [
+        "x-user-email",
+        "x_user_id",
+        "x-http-method-override",
+        "x-forwarded-prefix",
+    ] {
+        assert!(!has_header(&seen, name), "{name}: {seen}");
+    }
+    assert!(seen.contains("\r\nx-user-id: alice\r\n"), "{seen}");
+    // Two Authorization headers, and a Host that disagrees with :authority.
+    let (status, body) = h2(
+        tollgate.addr,
+        "GET",
+        url,
+        &[
+            ("authorization", &alice),
+            ("authorization", "Bearer forged"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = h2(
+        tollgate.addr,
+        "GET",
+        url,
+        &[("authorization", &alice), ("host", "globex.app.test")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(recorder.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_tunnelled_only_on_a_route_that_allows_it() {
+    use futures_util::{SinkExt, StreamExt};
+    let keys = Keys::generate();
+    let upstream = crate::support::Upstream::start().await;
+    let mut options = fixture::full_stack(&keys, "");
+    for (name, text) in options.files.iter_mut() {
+        if name == "routes.yaml" {
+            text.push_str("  - { id: ws, methods: [GET], path: /ws, action: read_public, resource: { type: PublicPage, id: ws }, anonymous: true, websocket: true }\n");
+        }
+    }
+    let tollgate = Tollgate::start(upstream.addr, options);
+    let stream = tokio::net::TcpStream::connect(tollgate.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("ws://acme.app.test/ws", stream)
+        .await
+        .expect("a WebSocket on a route that allows it");
+    assert_eq!(response.status(), 101);
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        tokio_tungstenite::tungstenite::Message::text("hi")
+    );
+    // The same handshake to a route without the flag is a plain request: no 101.
+    let stream = tokio::net::TcpStream::connect(tollgate.addr).await.unwrap();
+    assert!(
+        tokio_tungstenite::client_async("ws://acme.app.test/public/ws", stream)
+            .await
+            .is_err()
+    );
+}
