@@ -227,3 +227,37 @@ fn the_grafana_dashboard_only_queries_metrics_tollgate_defines() {
     }
     assert!(queried >= 15, "{queried}");
 }
+
+#[test]
+fn an_authorizer_listener_must_name_its_one_gateway() {
+    let base = "upstream:\n  url: http://127.0.0.1:1\n";
+    let (_, ok, output) = check_text(&format!("{base}authorizer:\n  listen: 127.0.0.1:18082\n"));
+    assert!(!ok);
+    assert!(output.contains("authorizer.gateway"), "{output}");
+    let (_, ok, output) = check_text(&format!(
+        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18082, gateway: nginx }}\n  - {{ listen: 127.0.0.1:18082, gateway: haproxy }}\n"
+    ));
+    assert!(!ok, "{output}");
+    assert!(output.contains("haproxy"), "{output}");
+    let (_, ok, output) = check_text(&format!(
+        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18082, gateway: nginx, envoy_path_prefix: /x }}\n  - {{ listen: 127.0.0.1:18082, gateway: traefik }}\n"
+    ));
+    assert!(!ok);
+    assert!(
+        output.contains("authorizer[0].envoy_path_prefix"),
+        "{output}"
+    );
+    assert!(output.contains("authorizer[1].listen"), "{output}");
+    let (_, ok, output) = check_text(&format!(
+        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18082, gateway: nginx }}\n  - {{ listen: 127.0.0.1:18083, gateway: envoy }}\n"
+    ));
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn a_short_admin_token_is_refused() {
+    let (_, ok, output) =
+        check_text("upstream:\n  url: http://127.0.0.1:1\nadmin:\n  token: short\n");
+    assert!(!ok);
+    assert!(output.contains("admin.token"), "{output}");
+}

@@ -124,3 +124,42 @@ fn the_systemd_unit_verifies_cleanly() {
     // Unknown or misspelt keys are only warnings: any output at all is a failure here.
     assert!(output.status.success() && said.trim().is_empty(), "{said}");
 }
+
+#[test]
+fn the_sidecar_application_is_reachable_only_through_tollgate() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/sidecar.yaml");
+    let docs = documents(&path);
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap();
+    let app = containers.iter().find(|c| c["name"] == "app").unwrap();
+    assert!(
+        app.get("ports").is_none(),
+        "the application declares no port: it must not be reachable from outside the pod"
+    );
+    let env = serde_yaml::to_string(&app["env"]).unwrap();
+    assert!(
+        env.contains("127.0.0.1"),
+        "the application binds loopback: {env}"
+    );
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "NetworkPolicy")
+        .expect("a NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["podSelector"], deployment["spec"]["selector"],
+        "the policy covers the application's pods"
+    );
+    let ports: Vec<u64> = policy["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_sequence().unwrap().clone())
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [8080, 9090], "only Tollgate's ports admit traffic");
+}
