@@ -157,6 +157,7 @@ enum Command {
         admin_listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:8081")]
         upstream_listen: SocketAddr,
+        /// The nginx authorizer listener; Envoy's and Traefik's take the next two ports.
         #[arg(long, default_value = "127.0.0.1:8082")]
         authorizer_listen: SocketAddr,
     },
