@@ -5,8 +5,10 @@ mod support;
 
 mod audit;
 mod authorizer;
+mod authorizer_hints;
 mod authz;
 mod bypass;
+mod bypass_identity;
 mod check;
 mod demo;
 mod deploy;
