@@ -38,7 +38,13 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let authorizer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // nginx's authorizer here, Envoy's and Traefik's on the next two ports.
+    let authorizer: SocketAddr = format!(
+        "127.0.0.1:{}",
+        crate::support::tollgate::free_ports_in_a_row(3)
+    )
+    .parse()
+    .unwrap();
     let mut child = Command::new(BIN)
         .env("TOLLGATE_STATE_DIR", state.path())
         .env(

@@ -54,13 +54,37 @@ fn spawn(dir: &Path, env: &[(&'static str, &'static str)]) -> Child {
         .unwrap()
 }
 
-/// A port that was free a moment ago.
+/// The first of `n` consecutive ports that were free a moment ago (the demo's authorizers).
+pub fn free_ports_in_a_row(n: u16) -> u16 {
+    loop {
+        let first = free_port();
+        let rest_free = (1..n).all(|i| {
+            first
+                .checked_add(i)
+                .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if rest_free {
+            return first;
+        }
+    }
+}
+
+/// A port that was free a moment ago, and never handed out before in this test process (the
+/// kernel may offer a just-released port twice: two listeners of one Tollgate must not collide).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn indent(block: &str, spaces: usize) -> String {
