@@ -54,6 +54,9 @@ fn spawn(dir: &Path, env: &[(&'static str, &'static str)]) -> Child {
         .unwrap()
 }
 
+/// Every port handed out so far in this test process.
+static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
 /// The first of `n` consecutive ports that were free a moment ago (the demo's authorizers).
 pub fn free_ports_in_a_row(n: u16) -> u16 {
     loop {
@@ -64,6 +67,7 @@ pub fn free_ports_in_a_row(n: u16) -> u16 {
                 .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         });
         if rest_free {
+            GIVEN.lock().unwrap().extend((1..n).map(|i| first + i));
             return first;
         }
     }
@@ -72,7 +76,6 @@ pub fn free_ports_in_a_row(n: u16) -> u16 {
 /// A port that was free a moment ago, and never handed out before in this test process (the
 /// kernel may offer a just-released port twice: two listeners of one Tollgate must not collide).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
