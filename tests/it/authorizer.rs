@@ -250,22 +250,7 @@ async fn rate_limits_answer_429_with_their_headers_in_authorizer_mode() {
 impl Setup {
     /// A new API key of `tenant` with `role`, once the running Tollgate accepts it.
     pub async fn api_key(&self, tenant: &str, role: &str) -> String {
-        let config = self.tollgate.path("tollgate.yaml");
-        let run = crate::support::tollgate::cli(
-            &[
-                "keys",
-                "create",
-                "--config",
-                config.to_str().unwrap(),
-                "--tenant",
-                tenant,
-                "--role",
-                role,
-            ],
-            &[],
-        );
-        assert!(run.ok, "{}", run.stderr);
-        let key = run.stdout.clone();
+        let key = crate::support::tollgate::create_key(&self.tollgate, tenant, role);
         let addr = self.tollgate.addr;
         let host = format!("{tenant}.app.test");
         crate::support::eventually("the new key is accepted", async || {

@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::recorder::{Answer, Recorder};
-use crate::support::{Tollgate, get, raw};
+use crate::support::{Options, Tollgate, get, raw};
 
 pub const ACME: (&str, &str) = ("host", "acme.app.test");
 
@@ -24,14 +24,23 @@ pub async fn stack(answer: Answer, extra: &str) -> Stack {
 
 /// The full stack with more routes (lines of `routes.yaml`).
 async fn stack_with_routes(answer: Answer, extra: &str, routes: &str) -> Stack {
+    stack_with(answer, |options| {
+        options.extra.push_str(extra);
+        for (name, text) in options.files.iter_mut() {
+            if name == "routes.yaml" {
+                text.push_str(routes);
+            }
+        }
+    })
+    .await
+}
+
+/// The full stack, its options changed by `change` before it starts.
+pub async fn stack_with(answer: Answer, change: impl FnOnce(&mut Options)) -> Stack {
     let keys = Keys::generate();
     let recorder = Recorder::start(answer).await;
-    let mut options = fixture::full_stack(&keys, extra);
-    for (name, text) in options.files.iter_mut() {
-        if name == "routes.yaml" {
-            text.push_str(routes);
-        }
-    }
+    let mut options = fixture::full_stack(&keys, "");
+    change(&mut options);
     let tollgate = Tollgate::start(recorder.addr, options);
     Stack {
         recorder,
@@ -270,17 +279,9 @@ async fn broken_chunked_framing_is_the_clients_400_not_an_upstream_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http2_the_same_rules_hold() {
-    let keys = Keys::generate();
-    let recorder = Recorder::start(Answer::Ok).await;
-    let mut options = fixture::full_stack(&keys, "");
-    options.server = "h2c: true".into();
-    let tollgate = Tollgate::start(recorder.addr, options);
-    let alice = bearer(&sign(
-        &keys,
-        Algorithm::HS256,
-        "hs",
-        &claims("alice", "acme", &["viewer"]),
-    ));
+    let s = stack_with(Answer::Ok, |options| options.server = "h2c: true".into()).await;
+    let (tollgate, recorder) = (&s.tollgate, &s.recorder);
+    let alice = s.token("alice", "acme", &["viewer"]);
     let url = "http://acme.app.test/api/v1/agents/7";
     let (status, body) = h2(
         tollgate.addr,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use crate::bypass::{ACME, has_header, stack};
+use crate::bypass::{ACME, has_header, stack, stack_with};
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::recorder::{Answer, Recorder};
 use crate::support::{Tollgate, eventually, get, raw};
@@ -31,22 +31,7 @@ async fn repeated_credentials_and_tenant_headers_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_never_reaches_the_upstream_and_a_token_does_unless_configured() {
     let s = stack(Answer::Ok, "").await;
-    let config = s.tollgate.path("tollgate.yaml");
-    let run = crate::support::tollgate::cli(
-        &[
-            "keys",
-            "create",
-            "--config",
-            config.to_str().unwrap(),
-            "--tenant",
-            "acme",
-            "--role",
-            "viewer",
-        ],
-        &[],
-    );
-    assert!(run.ok, "{}", run.stderr);
-    let key = run.stdout.clone();
+    let key = crate::support::tollgate::create_key(&s.tollgate, "acme", "viewer");
     let addr = s.tollgate.addr;
     let as_bearer = format!("Bearer {key}");
     eventually("the new key is accepted", async || {
@@ -71,27 +56,21 @@ async fn an_api_key_never_reaches_the_upstream_and_a_token_does_unless_configure
         "a verified token is forwarded by default"
     );
 
-    let keys = Keys::generate();
-    let recorder = Recorder::start(Answer::Ok).await;
-    let mut options = fixture::full_stack(&keys, "");
-    options.extra = options
-        .extra
-        .replace("identity:\n", "identity:\n  forward_token: false\n");
-    let tollgate = Tollgate::start(recorder.addr, options);
-    let alice = bearer(&sign(
-        &keys,
-        Algorithm::HS256,
-        "hs",
-        &claims("alice", "acme", &["viewer"]),
-    ));
+    let s = stack_with(Answer::Ok, |options| {
+        options.extra = options
+            .extra
+            .replace("identity:\n", "identity:\n  forward_token: false\n");
+    })
+    .await;
+    let alice = s.token("alice", "acme", &["viewer"]);
     let reply = get(
-        tollgate.addr,
+        s.tollgate.addr,
         "/api/v1/agents/7",
         &[ACME, ("authorization", &alice)],
     )
     .await;
     assert_eq!(reply.status, 200);
-    assert!(!has_header(&recorder.last(), "authorization"));
+    assert!(!has_header(&s.recorder.last(), "authorization"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

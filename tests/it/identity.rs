@@ -214,17 +214,7 @@ async fn missing_credentials_are_401_unless_anonymous_callers_are_allowed() {
 }
 
 fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> (bool, String, String) {
-    let config = tollgate.path("tollgate.yaml");
-    let mut args = vec![
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        tenant,
-    ];
-    args.extend(extra);
-    let run = cli(&args, &[]);
+    let run = crate::support::tollgate::keys_create(tollgate, tenant, extra);
     (run.ok, run.stdout, run.stderr)
 }
 

@@ -255,6 +255,29 @@ pub fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A new API key of `tenant` with `role`, made by `tollgate keys create` against the running
+/// Tollgate's configuration (which reloads its keys file by itself).
+pub fn create_key(tollgate: &Tollgate, tenant: &str, role: &str) -> String {
+    let run = keys_create(tollgate, tenant, &["--role", role]);
+    assert!(run.ok, "{}", run.stderr);
+    run.stdout
+}
+
+/// `tollgate keys create --tenant <tenant> <extra>` against the running Tollgate's configuration.
+pub fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> Run {
+    let config = tollgate.path("tollgate.yaml");
+    let mut args = vec![
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        tenant,
+    ];
+    args.extend(extra);
+    cli(&args, &[])
+}
+
 /// What a run of the `tollgate` command printed.
 pub struct Run {
     pub ok: bool,
