@@ -50,6 +50,11 @@ pub fn respond(
 ) -> Result<(), Refusal> {
     match consumed {
         Consumed::Allowed(usage) => {
+            // A gauge under `other` would show whichever capped tenant wrote last: capped
+            // tenants get none (their counters still add up under `other`).
+            if metrics.tenant_label(&tenant.id) != tenant.id {
+                return Ok(());
+            }
             for (item, used) in items.iter().zip(usage) {
                 let labels = [tenant.id.as_str(), item.metric.as_str()];
                 metrics
@@ -69,7 +74,7 @@ pub fn respond(
             };
             metrics
                 .quota_exceeded
-                .with_label_values(&[&tenant.id, &item.metric])
+                .with_label_values(&[metrics.tenant_label(&tenant.id), &item.metric])
                 .inc();
             Err(Refusal::new(
                 Problem::QuotaExceeded,

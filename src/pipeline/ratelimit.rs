@@ -62,7 +62,7 @@ pub fn respond(
         Some((limit, c)) if !c.allowed => {
             metrics
                 .rate_limited
-                .with_label_values(&[tenant.id.as_str(), &limit.name])
+                .with_label_values(&[metrics.tenant_label(&tenant.id), &limit.name])
                 .inc();
             let refusal = Refusal::new(
                 Problem::RateLimited,

@@ -437,3 +437,43 @@ async fn with_redis_down_limits_fall_back_and_the_counts_are_reconciled_when_it_
     // Redis restarted empty: it now holds the 3 outage counts plus the request that reached it.
     assert_eq!(used(&tollgate, "shared", "api_calls"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_and_quota_metrics_go_through_the_tenant_label_cap() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let mut options = options(&keys, MEMORY);
+    options.extra.push_str("metrics:\n  max_tenants: 1\n");
+    let tollgate = Tollgate::start(upstream.addr, options);
+    // `tight` takes the one label; `metered` and `paced` are past the cap.
+    assert_eq!(
+        get(tollgate.addr, "/x", &[("host", "tight.app.test")])
+            .await
+            .status,
+        200
+    );
+    for _ in 0..4 {
+        get(tollgate.addr, "/x", &[("host", "metered.app.test")]).await;
+    }
+    for _ in 0..3 {
+        get(tollgate.addr, "/x", &[("host", "paced.app.test")]).await;
+    }
+    let (_, metrics) = tollgate.admin_get("/metrics");
+    let tenants = |metric: &str| -> std::collections::BTreeSet<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .filter_map(|l| Some(l.split("tenant=\"").nth(1)?.split('"').next()?.to_string()))
+            .collect()
+    };
+    let other = std::collections::BTreeSet::from(["other".to_string()]);
+    assert_eq!(tenants("tollgate_rate_limited_total"), other, "{metrics}");
+    assert_eq!(tenants("tollgate_quota_exceeded_total"), other, "{metrics}");
+    for gauge in ["tollgate_quota_usage", "tollgate_quota_limit"] {
+        let labelled = tenants(gauge);
+        assert!(
+            labelled.iter().all(|t| t == "tight"),
+            "{gauge}: {labelled:?}"
+        );
+    }
+}
