@@ -23,7 +23,6 @@ use crate::audit::body::Completing;
 use crate::config::{Authorizer, Gateway, TenantSource};
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
-use crate::identity::AuthMethod;
 use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
 
@@ -181,9 +180,7 @@ fn credentials(
     snapshot: &Snapshot,
     gateway: Gateway,
 ) {
-    let method = ctx.principal.as_ref().map(|p| p.method);
-    let drop_authorization = method == Some(AuthMethod::ApiKey)
-        || (method == Some(AuthMethod::Jwt) && !snapshot.config.identity.forward_token);
+    let drop_authorization = !ctx.forwards_authorization(&snapshot.config.identity);
     let forward = authorization.filter(|_| !drop_authorization);
     let key_header = snapshot
         .config

@@ -14,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use crate::audit::body::Counted;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
-use crate::identity::AuthMethod;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::UpstreamError;
@@ -53,11 +52,7 @@ pub async fn forward(
     // Reserved headers from the client are never believed: removed, then the trusted values set.
     let underscores = config.forwarding.allow_underscores;
     headers::strip_reserved(h, &snapshot.strip_headers, underscores);
-    // An API key is Tollgate's secret; a verified token travels on unless configured not to.
-    let method = ctx.principal.as_ref().map(|p| p.method);
-    if method == Some(AuthMethod::ApiKey)
-        || (method == Some(AuthMethod::Jwt) && !config.identity.forward_token)
-    {
+    if !ctx.forwards_authorization(&config.identity) {
         h.remove(AUTHORIZATION);
     }
     let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
@@ -101,12 +96,8 @@ pub async fn forward(
     let mut response =
         match tokio::time::timeout(timeout, Box::pin(shared.client.send(upstream_request))).await {
             Err(_) => {
-                shared
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&["timeout"])
-                    .inc();
-                return Err(Refusal::new(
+                return Err(upstream_error(
+                    shared,
                     Problem::UpstreamTimeout,
                     "the upstream did not answer in time",
                 ));
@@ -122,12 +113,8 @@ pub async fn forward(
             .get(http::header::UPGRADE)
             .is_some_and(headers::is_websocket);
         let Some(client_upgrade) = client_upgrade.filter(|_| switched_to_websocket) else {
-            shared
-                .metrics
-                .upstream_errors
-                .with_label_values(&["unavailable"])
-                .inc();
-            return Err(Refusal::new(
+            return Err(upstream_error(
+                shared,
                 Problem::UpstreamUnavailable,
                 "the upstream switched protocols without a WebSocket handshake to answer",
             ));
@@ -179,28 +166,34 @@ fn classify(shared: &Shared, err: &UpstreamError, max_body: Option<u64>) -> Refu
     }
     tracing::warn!(error = %DisplayChain(err), "upstream request failed");
     if timed_out {
-        shared
-            .metrics
-            .upstream_errors
-            .with_label_values(&["timeout"])
-            .inc();
-        Refusal::new(
+        upstream_error(
+            shared,
             Problem::UpstreamTimeout,
             "connecting to the upstream timed out",
         )
     } else {
-        shared
-            .metrics
-            .upstream_errors
-            .with_label_values(&["unavailable"])
-            .inc();
         let detail = if err.is_connect() {
             "the upstream refused the connection"
         } else {
             "the upstream closed or reset the connection"
         };
-        Refusal::new(Problem::UpstreamUnavailable, detail)
+        upstream_error(shared, Problem::UpstreamUnavailable, detail)
     }
+}
+
+/// An upstream failure: counted by kind (`timeout` or `unavailable`), answered as `problem`.
+fn upstream_error(shared: &Shared, problem: Problem, detail: &'static str) -> Refusal {
+    let kind = if problem == Problem::UpstreamTimeout {
+        "timeout"
+    } else {
+        "unavailable"
+    };
+    shared
+        .metrics
+        .upstream_errors
+        .with_label_values(&[kind])
+        .inc();
+    Refusal::new(problem, detail)
 }
 
 /// Formats an error with its whole cause chain, for logs.

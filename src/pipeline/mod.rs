@@ -118,6 +118,17 @@ impl Context {
         )
     }
 
+    /// Whether the request's `Authorization` may travel on to the application: never with an API
+    /// key (Tollgate's secret), with a verified token unless `identity.forward_token` is false,
+    /// and always when Tollgate checked no credentials (they are the application's own).
+    pub fn forwards_authorization(&self, identity: &crate::config::Identity) -> bool {
+        match self.principal.as_ref().map(|p| p.method) {
+            Some(crate::identity::AuthMethod::ApiKey) => false,
+            Some(crate::identity::AuthMethod::Jwt) => identity.forward_token,
+            _ => true,
+        }
+    }
+
     /// Moves to the next stage, recording the time spent in the current one.
     pub fn enter(&mut self, stage: &'static str) {
         let now = Instant::now();

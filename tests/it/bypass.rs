@@ -391,3 +391,37 @@ async fn h2(
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_and_a_websocket_answered_with_another_protocol_opens_no_tunnel() {
+    let ws_route = "  - { id: ws, methods: [GET], path: /ws, action: read_public, resource: { type: PublicPage, id: ws }, anonymous: true, websocket: true }\n";
+    let s = stack_with_routes(Answer::Switch("h2c"), "", ws_route).await;
+    let answer = s
+        .raw("CONNECT acme.app.test:443 HTTP/1.1\r\nHost: acme.app.test:443\r\n\r\n")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = s
+        .raw("CONNECT /public/x HTTP/1.1\r\nHost: acme.app.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        s.recorder.requests().is_empty(),
+        "{:?}",
+        s.recorder.requests()
+    );
+    // A valid handshake on a route that allows it, answered by a switch to h2c: no tunnel.
+    let answer = s
+        .raw("GET /ws HTTP/1.1\r\nHost: acme.app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nDELETE /api/v1/agents/7 HTTP/1.1\r\nHost: acme.app.test\r\n\r\n")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let seen = s.recorder.all();
+    assert!(
+        has_header(&s.recorder.last(), "upgrade"),
+        "the handshake was forwarded: {seen}"
+    );
+    assert!(!seen.contains("delete /api"), "{seen}");
+    assert!(
+        answer.contains("HTTP/1.1 401"),
+        "the DELETE was judged: {answer}"
+    );
+}
