@@ -3,6 +3,7 @@
 //! and hit; 10, 100 and 1,000 policies in the tenant's set), the rate-limit check and the quota
 //! check per backend (memory, embedded redb, Redis when `redis-server` is installed).
 
+#[allow(dead_code, reason = "the reload helpers serve benches/reload.rs")]
 mod support;
 
 use std::hint::black_box;

@@ -36,6 +36,20 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads every file the configuration names and validates them together.
     pub fn load(config: Config, generation: u64) -> Result<Snapshot, Vec<String>> {
+        Snapshot::build(config, generation, None)
+    }
+
+    /// The next snapshot: loaded like the first, reusing what did not change since this one
+    /// (compiled and validated policy sets).
+    pub fn reload(&self, config: Config) -> Result<Snapshot, Vec<String>> {
+        Snapshot::build(config, self.generation + 1, Some(self))
+    }
+
+    fn build(
+        config: Config,
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Vec<String>> {
         let tenants = config.tenancy.as_ref().map(Directory::load).transpose()?;
         let known = |id: &str| tenants.as_ref().is_none_or(|d| d.get(id).is_some());
         let identity = Identity::load(&config.identity, known).map_err(|errors| {
@@ -51,7 +65,11 @@ impl Snapshot {
                 .collect::<Vec<_>>()
         })?;
         let authz = match (&config.authorization, &tenants) {
-            (Some(authorization), Some(directory)) => Some(Authz::load(authorization, directory)?),
+            (Some(authorization), Some(directory)) => Some(Authz::load(
+                authorization,
+                directory,
+                previous.and_then(|p| p.authz.as_ref()),
+            )?),
             _ => None,
         };
         let mut strip_headers = config.identity.strip_headers.clone();
@@ -106,6 +124,19 @@ impl Snapshot {
             }
         }
         files
+    }
+
+    /// Directories whose new entries matter besides those holding `watched_files` (a tenant's
+    /// policy directory appearing).
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let Some(a) = &self.config.authorization else {
+            return Vec::new();
+        };
+        let tenants = a.policies_dir.join("tenants");
+        [a.policies_dir.clone(), tenants]
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .collect()
     }
 
     /// Whether `ip` is one of `forwarding.trusted_proxies`.

@@ -1,18 +1,47 @@
-//! Noticing that files changed, by content. Reading a few small files every few seconds is cheap
-//! and, unlike inotify, needs no special case for Kubernetes' ConfigMap and Secret symlink swaps or
-//! for editors that replace files by renaming.
+//! Noticing that files changed without reading them. inotify (through `notify`) on the
+//! directories holding the watched files wakes the reloader as soon as a file is closed after
+//! writing, created, removed or renamed over; and on every tick a `stat` of each file, following
+//! symlinks (device, inode, size, modification and change times), catches whatever inotify missed
+//! or could not watch. Both survive Kubernetes' ConfigMap and Secret updates, which swap a `..data`
+//! symlink in the directory, and editors that replace a file by renaming.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
 
 pub struct FileWatch {
     paths: Vec<PathBuf>,
-    /// Last contents seen; `None` where the file could not be read.
-    seen: Vec<Option<Vec<u8>>>,
+    /// Last stamps seen; `None` where the file did not exist.
+    seen: Vec<Option<Stamp>>,
 }
 
 impl FileWatch {
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        let seen = paths.iter().map(|p| std::fs::read(p).ok()).collect();
+        let seen = paths.iter().map(|p| stamp(p)).collect();
         FileWatch { paths, seen }
     }
 
@@ -26,17 +55,87 @@ impl FileWatch {
         self.changed()
     }
 
-    /// Re-reads every file; true if any differs from the last call.
+    /// Stats every file; true if any differs from the last call.
     pub fn changed(&mut self) -> bool {
         let mut changed = false;
         for (path, seen) in self.paths.iter().zip(self.seen.iter_mut()) {
-            let now = std::fs::read(path).ok();
+            let now = stamp(path);
             if now != *seen {
                 *seen = now;
                 changed = true;
             }
         }
         changed
+    }
+}
+
+/// Whether an event can mean a file has new contents. Plain writes are left to the close that
+/// ends them, so a file is never read half written; opens (the reloader's own reads) mean nothing.
+fn relevant(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_))
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
+/// inotify on a set of directories, calling `wake` on every relevant event.
+pub struct Notifier {
+    watcher: Option<RecommendedWatcher>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Notifier {
+    /// A notifier watching nothing yet; without inotify it stays idle and the tick's `stat`s
+    /// do the work.
+    pub fn new(wake: impl Fn() + Send + 'static) -> Notifier {
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| relevant(&e.kind)) {
+                wake();
+            }
+        };
+        let watcher = notify::recommended_watcher(handler)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot use inotify; noticing file changes on each tick only");
+            })
+            .ok();
+        Notifier {
+            watcher,
+            dirs: BTreeSet::new(),
+        }
+    }
+
+    /// Watches the directories of `files` and `dirs` themselves, and no others.
+    pub fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let wanted: BTreeSet<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent())
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .map(Path::to_path_buf)
+            .chain(dirs.iter().cloned())
+            .collect();
+        for gone in self.dirs.difference(&wanted) {
+            // A directory that was removed is no longer watched anyway.
+            let _ = watcher.unwatch(gone);
+        }
+        let mut watched = BTreeSet::new();
+        for dir in &wanted {
+            if self.dirs.contains(dir) || watcher.watch(dir, RecursiveMode::NonRecursive).is_ok() {
+                watched.insert(dir.clone());
+            }
+        }
+        self.dirs = watched;
     }
 }
 
@@ -58,5 +157,24 @@ mod tests {
         assert!(watch.changed());
         std::fs::write(&path, "two").unwrap();
         assert!(watch.changed());
+    }
+
+    #[test]
+    fn notices_a_configmap_style_symlink_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("v1")).unwrap();
+        std::fs::create_dir(root.join("v2")).unwrap();
+        std::fs::write(root.join("v1/a.yaml"), "same").unwrap();
+        std::fs::write(root.join("v2/a.yaml"), "same").unwrap();
+        std::os::unix::fs::symlink("v1", root.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/a.yaml", root.join("a.yaml")).unwrap();
+        let mut watch = FileWatch::new(vec![root.join("a.yaml")]);
+        assert!(!watch.changed());
+        // What the kubelet does: a new `..data` link, renamed over the old one.
+        std::os::unix::fs::symlink("v2", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        assert!(watch.changed());
+        assert!(!watch.changed());
     }
 }

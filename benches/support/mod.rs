@@ -18,7 +18,9 @@ use tollgate::tenants::Tenant;
 
 pub struct Deployment {
     pub snapshot: Snapshot,
-    _dir: tempfile::TempDir,
+    /// The main configuration file, to load the deployment again.
+    pub config_file: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
 fn repo(path: &str) -> String {
@@ -32,12 +34,31 @@ pub fn tenant_id(i: usize) -> String {
     format!("t{i:05}")
 }
 
+/// A policy of a tenant's own set.
+fn own_policy(i: usize) -> String {
+    format!(
+        "@id(\"own-{i}\")\npermit (principal in Role::\"role-{i}\", action == Action::\"read\", resource is Agent)\nwhen {{ context.hour >= 0 }};\n"
+    )
+}
+
 /// One plan whose limits never refuse (shared with `load.py`).
 const PLANS: &str = include_str!("../plans.yaml");
 
 impl Deployment {
     /// `limits` is the `limits:` section (memory, embedded or redis).
     pub fn build(tenants: usize, policies: usize, decision_cache: u64, limits: &str) -> Deployment {
+        Deployment::build_with(tenants, policies, 1, decision_cache, limits)
+    }
+
+    /// Like [`Deployment::build`], with `policy_sets` tenants (`t00000`…) that have policies of
+    /// their own: the first has the `policies` generated ones, the others one each.
+    pub fn build_with(
+        tenants: usize,
+        policies: usize,
+        policy_sets: usize,
+        decision_cache: u64,
+        limits: &str,
+    ) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         let mut list = String::from("tenants:\n");
@@ -63,6 +84,11 @@ impl Deployment {
             .unwrap();
         }
         std::fs::write(own.join("generated.cedar"), generated).unwrap();
+        for i in 1..policy_sets.min(tenants) {
+            let own = policy_dir.join("tenants").join(tenant_id(i));
+            std::fs::create_dir_all(&own).unwrap();
+            std::fs::write(own.join("own.cedar"), own_policy(i)).unwrap();
+        }
         let config = format!(
             "upstream: {{ url: http://127.0.0.1:9 }}
 tenancy:
@@ -92,8 +118,15 @@ authorization:
         let snapshot = Snapshot::load(config, 1).unwrap_or_else(|e| panic!("{e:?}"));
         Deployment {
             snapshot,
-            _dir: dir,
+            config_file: file,
+            dir,
         }
+    }
+
+    /// Rewrites tenant `i`'s own policy file (`i` ≥ 1) with a policy of another id.
+    pub fn change_tenant_policy(&self, i: usize, version: usize) {
+        let own = self.dir.path().join("policies/tenants").join(tenant_id(i));
+        std::fs::write(own.join("own.cedar"), own_policy(i * 1_000_000 + version)).unwrap();
     }
 
     /// A token of `sub` in tenant `t00000` with the viewer role.

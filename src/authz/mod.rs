@@ -36,10 +36,19 @@ fn type_name(name: &str) -> Result<EntityTypeName, String> {
 }
 
 impl Authz {
-    pub fn load(config: &Authorization, directory: &Directory) -> Result<Authz, Vec<String>> {
+    /// Loads routes and policies; policy sets unchanged since `previous` are taken from it.
+    pub fn load(
+        config: &Authorization,
+        directory: &Directory,
+        previous: Option<&Authz>,
+    ) -> Result<Authz, Vec<String>> {
         let (routes, policies) = yaml::both(
             Routes::load(&config.routes_file),
-            PolicyStore::load(&config.policies_dir, |id| directory.get(id).is_some()),
+            PolicyStore::load(
+                &config.policies_dir,
+                |id| directory.get(id).is_some(),
+                previous.map(|p| &p.policies),
+            ),
         )?;
         let schema = &policies.schema;
         let mut errors = Vec::new();

@@ -2,7 +2,9 @@
 //! is evaluated against its own compiled set (global + its own), so evaluation cost does not grow
 //! with the number of tenants; tenants without files share the global set. Every policy needs a
 //! stable `@id("…")`, used in decisions, audit and explanations with its `file:line`. Every set
-//! is validated against the schema in strict mode.
+//! is validated against the schema in strict mode. A reload reuses each set that was compiled
+//! and validated from the very same texts (schema, global files, the tenant's own files), so its
+//! cost follows what changed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,21 @@ use std::sync::Arc;
 use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 
+/// The files a set was compiled from, path and text, in load order.
+type Inputs = Vec<(PathBuf, Arc<str>)>;
+
+/// A compiled and validated set, with what it was compiled from.
+struct Compiled {
+    inputs: Inputs,
+    set: Arc<PolicySet>,
+}
+
 pub struct PolicyStore {
     pub schema: Schema,
+    /// The schema and the global files: every set depends on them.
+    global_inputs: Inputs,
     global: Arc<PolicySet>,
-    per_tenant: HashMap<String, Arc<PolicySet>>,
+    per_tenant: HashMap<String, Compiled>,
     /// Policy id → `file:line`.
     locations: HashMap<String, String>,
 }
@@ -53,8 +66,14 @@ struct Sources {
     texts: HashMap<String, (String, Arc<str>)>,
 }
 
-/// Parses one file into policies renamed to their `@id`, recording each one's location.
-fn load_file(path: &Path, sources: &mut Sources, errors: &mut Vec<String>) -> Vec<Policy> {
+/// Parses one file into policies renamed to their `@id`, recording each one's location and its
+/// text in `inputs`.
+fn load_file(
+    path: &Path,
+    sources: &mut Sources,
+    inputs: &mut Inputs,
+    errors: &mut Vec<String>,
+) -> Vec<Policy> {
     let file = path.display();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -63,6 +82,8 @@ fn load_file(path: &Path, sources: &mut Sources, errors: &mut Vec<String>) -> Ve
             return Vec::new();
         }
     };
+    let shared: Arc<str> = Arc::from(text.as_str());
+    inputs.push((path.to_path_buf(), shared.clone()));
     let set = match PolicySet::from_str(&text) {
         Ok(set) => set,
         Err(e) => {
@@ -78,7 +99,6 @@ fn load_file(path: &Path, sources: &mut Sources, errors: &mut Vec<String>) -> Ve
             "{file}: policy templates are not supported; write static policies"
         ));
     }
-    let shared: Arc<str> = Arc::from(text.as_str());
     let mut policies = Vec::new();
     for policy in set.policies() {
         let Some(id) = policy.annotation("id") else {
@@ -106,9 +126,12 @@ fn load_file(path: &Path, sources: &mut Sources, errors: &mut Vec<String>) -> Ve
 }
 
 impl PolicyStore {
+    /// Loads and validates every set; a set whose inputs equal its inputs in `previous` is taken
+    /// from there as it is.
     pub fn load(
         dir: &Path,
         known_tenant: impl Fn(&str) -> bool,
+        previous: Option<&PolicyStore>,
     ) -> Result<PolicyStore, Vec<String>> {
         let mut errors = Vec::new();
         let schema_path = dir.join("schema.cedarschema");
@@ -126,10 +149,20 @@ impl PolicyStore {
 
         let mut sources = Sources::default();
         let mut global = Vec::new();
+        let mut global_inputs: Inputs = vec![(schema_path, Arc::from(schema_text.as_str()))];
         for file in cedar_files(dir).map_err(|e| vec![e])? {
-            global.extend(load_file(&file, &mut sources, &mut errors));
+            global.extend(load_file(
+                &file,
+                &mut sources,
+                &mut global_inputs,
+                &mut errors,
+            ));
         }
-        let mut tenant_policies: Vec<(String, Vec<Policy>)> = Vec::new();
+        // Sets compiled from the same schema and global files, by tenant.
+        let reusable = previous
+            .filter(|p| p.global_inputs == global_inputs)
+            .map(|p| &p.per_tenant);
+        let mut tenant_policies: Vec<(String, Vec<Policy>, Inputs)> = Vec::new();
         let tenants_dir = dir.join("tenants");
         if tenants_dir.is_dir() {
             let mut dirs: Vec<PathBuf> = std::fs::read_dir(&tenants_dir)
@@ -154,10 +187,11 @@ impl PolicyStore {
                 }
                 // Tenant policy ids share the namespace of the global ones: an id names one policy.
                 let mut own = Vec::new();
+                let mut inputs = Inputs::new();
                 for file in cedar_files(&tenant_dir).map_err(|e| vec![e])? {
-                    own.extend(load_file(&file, &mut sources, &mut errors));
+                    own.extend(load_file(&file, &mut sources, &mut inputs, &mut errors));
                 }
-                tenant_policies.push((tenant, own));
+                tenant_policies.push((tenant, own, inputs));
             }
         }
         if !errors.is_empty() {
@@ -192,18 +226,31 @@ impl PolicyStore {
             }
             Some(Arc::new(set))
         };
-        let global_set = compile(global.clone(), "global policies");
+        let global_set = match previous.filter(|_| reusable.is_some()) {
+            Some(previous) => Some(previous.global.clone()),
+            None => compile(global.clone(), "global policies"),
+        };
         let mut per_tenant = HashMap::new();
-        for (tenant, own) in tenant_policies {
-            let mut all = global.clone();
-            all.extend(own);
-            if let Some(set) = compile(all, &format!("policies of tenant {tenant}")) {
-                per_tenant.insert(tenant, set);
+        for (tenant, own, inputs) in tenant_policies {
+            let unchanged = reusable
+                .and_then(|sets| sets.get(&tenant))
+                .filter(|compiled| compiled.inputs == inputs);
+            let set = match unchanged {
+                Some(compiled) => Some(compiled.set.clone()),
+                None => {
+                    let mut all = global.clone();
+                    all.extend(own);
+                    compile(all, &format!("policies of tenant {tenant}"))
+                }
+            };
+            if let Some(set) = set {
+                per_tenant.insert(tenant, Compiled { inputs, set });
             }
         }
         match global_set {
             Some(global) if errors.is_empty() => Ok(PolicyStore {
                 schema,
+                global_inputs,
                 global,
                 per_tenant,
                 locations: sources.locations,
@@ -216,7 +263,7 @@ impl PolicyStore {
     /// id for a tenant with policies of its own, else "" (the global set).
     pub fn set_for<'a>(&'a self, tenant: &'a str) -> (&'a str, &'a PolicySet) {
         match self.per_tenant.get(tenant) {
-            Some(own) => (tenant, own),
+            Some(own) => (tenant, &own.set),
             None => ("", &self.global),
         }
     }
@@ -224,5 +271,86 @@ impl PolicyStore {
     /// `file:line` of a policy.
     pub fn location(&self, id: &str) -> Option<&str> {
         self.locations.get(id).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::PolicyStore;
+
+    fn policy(id: &str, role: &str) -> String {
+        format!(
+            "@id(\"{id}\")\npermit (principal in Role::\"{role}\", action == Action::\"read\", resource is Agent);\n"
+        )
+    }
+
+    fn deployment(dir: &Path) {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        std::fs::copy(
+            repo.join("schema.cedarschema"),
+            dir.join("schema.cedarschema"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("global.cedar"), policy("global", "viewer")).unwrap();
+        for tenant in ["acme", "globex"] {
+            let own = dir.join("tenants").join(tenant);
+            std::fs::create_dir_all(&own).unwrap();
+            std::fs::write(own.join("own.cedar"), policy(&format!("{tenant}-1"), "a")).unwrap();
+        }
+    }
+
+    fn set(store: &PolicyStore, tenant: &str) -> *const cedar_policy::PolicySet {
+        std::ptr::from_ref(store.set_for(tenant).1)
+    }
+
+    #[test]
+    fn a_reload_reuses_exactly_the_sets_whose_files_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        deployment(dir.path());
+        let known = |_: &str| true;
+        let first = PolicyStore::load(dir.path(), known, None).unwrap();
+
+        let own = dir.path().join("tenants/acme/own.cedar");
+        std::fs::write(&own, format!("\n\n{}", policy("acme-2", "b"))).unwrap();
+        let second = PolicyStore::load(dir.path(), known, Some(&first)).unwrap();
+        assert_eq!(set(&second, "globex"), set(&first, "globex"), "reused");
+        assert_ne!(set(&second, "acme"), set(&first, "acme"), "recompiled");
+        let acme = second.set_for("acme").1;
+        assert!(
+            acme.policy(&cedar_policy::PolicyId::new("acme-2"))
+                .is_some()
+        );
+        assert!(
+            acme.policy(&cedar_policy::PolicyId::new("acme-1"))
+                .is_none()
+        );
+        assert_eq!(
+            second.location("acme-2"),
+            Some(format!("{}:3", own.display()).as_str())
+        );
+        assert!(second.location("globex-1").is_some());
+
+        // A changed global file changes every set.
+        let global = dir.path().join("global.cedar");
+        std::fs::write(&global, policy("global-2", "viewer")).unwrap();
+        let third = PolicyStore::load(dir.path(), known, Some(&second)).unwrap();
+        for tenant in ["acme", "globex", "nobody"] {
+            assert_ne!(set(&third, tenant), set(&second, tenant), "{tenant}");
+            let id = cedar_policy::PolicyId::new("global-2");
+            assert!(third.set_for(tenant).1.policy(&id).is_some(), "{tenant}");
+        }
+
+        // A changed file that fails validation fails the load, reuse or not.
+        std::fs::write(
+            &own,
+            "@id(\"bad\")\npermit (principal, action, resource) when { resource.nope };\n",
+        )
+        .unwrap();
+        let errors = PolicyStore::load(dir.path(), known, Some(&third))
+            .err()
+            .unwrap();
+        assert!(errors.iter().any(|e| e.contains("\"bad\"")), "{errors:?}");
     }
 }
