@@ -6,6 +6,7 @@
 //! reported ÷ replicas, counting locally; those counts are added to Redis when it answers again.
 //! `refuse` answers 503 `limits-unavailable`. Never unlimited by accident.
 
+pub mod link;
 pub mod period;
 pub mod rate;
 pub mod redis;
@@ -115,7 +116,7 @@ impl Limits {
         if let Some(verdict) = redis.cached(&rate_items, &quota_items) {
             return Ok(outcome(tenant, &rate_items, verdict));
         }
-        if redis.available() {
+        if redis.admit() {
             let started = std::time::Instant::now();
             // Boxed, like the reconciliation: a large future the local backends should not carry.
             let result = Box::pin(redis.check(&rate_items, &quota_items)).await;
@@ -125,7 +126,7 @@ impl Limits {
             match result {
                 Ok((verdict, recovered)) => {
                     metrics.redis_breaker.set(0);
-                    if recovered {
+                    if recovered || redis.has_pending() {
                         Box::pin(self.reconcile(redis, metrics)).await;
                     }
                     return Ok(outcome(tenant, &rate_items, verdict));
@@ -223,31 +224,24 @@ impl Limits {
         }
     }
 
-    /// Adds the counts made during an outage to Redis; on failure they stay for the next try.
+    /// Adds the counts made during an outage to Redis; what fails stays queued for the next try.
     async fn reconcile(&self, redis: &RedisLimits, metrics: &Metrics) {
         let counts = self.quotas.drain();
-        if counts.is_empty() {
-            return;
-        }
-        let keyed: Vec<(String, u64, u64)> = counts
+        let keyed: Vec<(String, String, u64, u64)> = counts
             .iter()
             .map(|(tenant, u)| {
                 (
+                    tenant.clone(),
                     redis.quota_key(tenant, &u.metric, &u.period),
                     u.count,
                     40 * 86_400,
                 )
             })
             .collect();
-        match redis.reconcile(&keyed).await {
-            Ok(n) => {
-                metrics.reconciled.inc_by(u64::try_from(n).unwrap_or(0));
-                tracing::info!(counters = n, "outage quota counts added to Redis");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reconciling outage counts failed; will retry");
-                self.quotas.restore(&counts);
-            }
+        let n = redis.reconcile(keyed).await;
+        if n > 0 {
+            metrics.reconciled.inc_by(u64::try_from(n).unwrap_or(0));
+            tracing::info!(counters = n, "outage quota counts added to Redis");
         }
     }
 }

@@ -4,38 +4,41 @@
 //! so a tenant's keys share a Redis Cluster slot. An "exhausted until" answer is cached locally
 //! and costs no round trip.
 //!
-//! When Redis does not answer within the timeout, the call fails; after `breaker_failures` in a
-//! row the breaker opens and Redis is not tried for `breaker_cooldown`. Meanwhile the caller falls
-//! back (see `Limits::check`), and the quota counts made locally are added to Redis when it
-//! answers again.
+//! A call Tollgate gave up on is never counted later: each carries a deadline on Redis's clock
+//! (three quarters of the timeout after it was sent, so that its answer can still arrive in
+//! time), and the script counts nothing past it; a Redis that was paused or slow runs the queued
+//! calls when it wakes, and they change nothing. When Redis does not answer within the timeout
+//! the call fails, and the breaker (`link.rs`) counts it; meanwhile the caller falls back (see
+//! `Limits::check`), and the quota counts made locally are added to Redis when it answers again,
+//! each tenant's batch exactly once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::RedisStore;
 
+use super::link::{Failure, Link};
 use super::store::{Consumed, Item, Usage};
 
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nrl = tonumber(ARGV[1])
+if now > tonumber(ARGV[1]) then return {3, 0, 0, now} end
+local nrl = tonumber(ARGV[2])
 local nq = #KEYS - nrl
 local kind, index, value = 0, 0, 0
 local tats = {}
 for i = 1, nrl do
-  local interval = tonumber(ARGV[2 * i]); local burst = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[2 * i + 1]); local burst = tonumber(ARGV[2 * i + 2])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   local wait = tat - now - interval * (burst - 1)
   if wait > 0 and (kind ~= 1 or wait > value) then kind, index, value = 1, i, wait end
   tats[i] = tat + interval
 end
-local base = 2 + 2 * nrl
+local base = 3 + 2 * nrl
 local usage = {}
 for j = 1, nq do
   local limit = tonumber(ARGV[base + 3 * (j - 1)]); local cost = tonumber(ARGV[base + 3 * (j - 1) + 1])
@@ -44,7 +47,7 @@ for j = 1, nq do
 end
 if kind == 0 then
   for i = 1, nrl do
-    redis.call('SET', KEYS[i], tats[i], 'PX', tats[i] - now + tonumber(ARGV[2 * i]))
+    redis.call('SET', KEYS[i], tats[i], 'PX', tats[i] - now + tonumber(ARGV[2 * i + 1]))
   end
   for j = 1, nq do
     local cost = tonumber(ARGV[base + 3 * (j - 1) + 1]); local ttl = tonumber(ARGV[base + 3 * (j - 1) + 2])
@@ -56,6 +59,22 @@ local out = {kind, index, value, now}
 for i = 1, nrl do out[#out + 1] = tats[i] end
 for j = 1, nq do out[#out + 1] = usage[j] end
 return out
+"#;
+
+/// Adds one tenant's outage counts, once: KEYS[1] marks the batch as applied, so a retry of a
+/// batch whose answer was lost adds nothing. Like the limits script, it does nothing past its
+/// deadline (ARGV[1], Redis time). ARGV[2] is the marker's lifetime (ms); then per counter KEYS[i]
+/// its count and expiry (s).
+const RECONCILE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[1]) then return -1 end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
+end
+return 1
 "#;
 
 /// One rate limit for the script.
@@ -88,18 +107,33 @@ pub enum Verdict {
 
 pub struct RedisLimits {
     pub config: RedisStore,
-    client: redis::Client,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
+    link: Link,
     script: redis::Script,
-    failures: AtomicU32,
-    open_until: Mutex<Option<Instant>>,
+    reconcile_script: redis::Script,
     /// The last usage Redis reported per quota key: the base of the local fallback.
     last_usage: Mutex<HashMap<String, u64>>,
     /// "Exhausted until" answers by key and limit: (until, Unix ms).
     exhausted: moka::sync::Cache<String, u64>,
+    /// Outage counts not yet added to Redis, by batch.
+    pending: Mutex<Vec<Batch>>,
+    /// Names batches uniquely across processes and restarts.
+    batch_prefix: String,
+    batches: AtomicU64,
+    /// Whether `pending` holds anything (read on every successful call).
+    has_pending: AtomicBool,
 }
 
-fn now_ms() -> u64 {
+/// One tenant's outage counts, added to Redis once under its id.
+struct Batch {
+    marker: String,
+    /// (key, count, expiry in seconds).
+    counts: Vec<(String, u64, u64)>,
+}
+
+/// How long a batch marker is kept: far longer than any retry.
+const MARKER_TTL_MS: u64 = 7 * 86_400 * 1000;
+
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -109,15 +143,26 @@ impl RedisLimits {
     pub fn new(config: RedisStore) -> Result<RedisLimits, String> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| format!("limits.redis.url: {e}"))?;
+        let link = Link::new(
+            client,
+            config.timeout,
+            config.breaker_failures,
+            config.breaker_cooldown,
+        );
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Ok(RedisLimits {
             config,
-            client,
-            connection: tokio::sync::Mutex::new(None),
+            link,
             script: redis::Script::new(SCRIPT),
-            failures: AtomicU32::new(0),
-            open_until: Mutex::new(None),
+            reconcile_script: redis::Script::new(RECONCILE),
             last_usage: Mutex::new(HashMap::new()),
             exhausted: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            pending: Mutex::new(Vec::new()),
+            batch_prefix: format!("{}-{nonce:x}", std::process::id()),
+            batches: AtomicU64::new(0),
+            has_pending: AtomicBool::new(false),
         })
     }
 
@@ -129,42 +174,19 @@ impl RedisLimits {
         format!("{}:{{{tenant}}}:q:{metric}:{period}", self.config.prefix)
     }
 
-    /// Whether the breaker lets a call through (closed, or open past its cooldown: half-open).
-    pub fn available(&self) -> bool {
-        let open = self.open_until.lock().unwrap_or_else(|p| p.into_inner());
-        open.is_none_or(|until| Instant::now() >= until)
+    /// Whether outage counts wait to be added to Redis.
+    pub fn has_pending(&self) -> bool {
+        self.has_pending.load(Ordering::Relaxed)
     }
 
-    /// 0 closed, 1 open.
+    /// Whether this request may call Redis (breaker closed, or the half-open probe).
+    pub fn admit(&self) -> bool {
+        self.link.admit()
+    }
+
+    /// 0 closed, 1 open or half-open.
     pub fn breaker_state(&self) -> i64 {
-        i64::from(!self.available())
-    }
-
-    fn succeeded(&self) -> bool {
-        let was_failing = self.failures.swap(0, Ordering::AcqRel) > 0;
-        *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        was_failing
-    }
-
-    fn failed(&self) {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= self.config.breaker_failures {
-            *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Instant::now() + self.config.breaker_cooldown);
-        }
-    }
-
-    async fn connection(&self) -> Option<ConnectionManager> {
-        let mut slot = self.connection.lock().await;
-        if slot.is_none() {
-            let manager = tokio::time::timeout(
-                self.config.timeout.max(Duration::from_millis(200)),
-                ConnectionManager::new(self.client.clone()),
-            )
-            .await;
-            *slot = manager.ok().and_then(Result::ok);
-        }
-        slot.clone()
+        i64::from(self.link.is_open())
     }
 
     /// A cached "exhausted" answer for any of the limits, without asking Redis.
@@ -201,30 +223,22 @@ impl RedisLimits {
             .copied()
     }
 
-    /// One script call. `Err` means Redis did not answer (in time); the breaker counts it.
-    /// Returns also whether Redis just came back after failing (time to reconcile).
+    /// The deadline on Redis's clock for a call sent now.
+    fn deadline(&self) -> i64 {
+        let margin = i64::try_from(self.config.timeout.as_millis() * 3 / 4).unwrap_or(i64::MAX);
+        self.link.redis_now_ms().saturating_add(margin)
+    }
+
+    /// One script call. `Err` means Redis did not answer (in time), or answered that the call
+    /// came past its deadline; the breaker counts it unless it opened meanwhile. Returns also
+    /// whether Redis just came back after failing (time to reconcile).
     pub async fn check(
         &self,
         rate: &[RateItem],
         quotas: &[QuotaItem<'_>],
     ) -> Result<(Verdict, bool), String> {
-        let result = self.call(rate, quotas).await;
-        match result {
-            Ok(values) => {
-                let recovered = self.succeeded();
-                Ok((self.verdict(rate, quotas, &values), recovered))
-            }
-            Err(e) => {
-                self.failed();
-                Err(e)
-            }
-        }
-    }
-
-    async fn call(&self, rate: &[RateItem], quotas: &[QuotaItem<'_>]) -> Result<Vec<i64>, String> {
-        let mut connection = self.connection().await.ok_or("cannot connect to Redis")?;
         let mut invocation = self.script.prepare_invoke();
-        invocation.arg(rate.len());
+        invocation.arg(self.deadline()).arg(rate.len());
         for r in rate {
             invocation.key(&r.key).arg(r.interval_ms).arg(r.burst);
         }
@@ -235,13 +249,29 @@ impl RedisLimits {
                 .arg(q.item.cost)
                 .arg(q.ttl);
         }
-        tokio::time::timeout(
-            self.config.timeout,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
-        .map_err(|_| format!("Redis did not answer within {:?}", self.config.timeout))?
-        .map_err(|e| e.to_string())
+        let result = self
+            .link
+            .run(self.config.timeout, async |mut connection| {
+                invocation.invoke_async::<Vec<i64>>(&mut connection).await
+            })
+            .await;
+        let values = match result {
+            Ok(values) => values,
+            Err(Failure::Redis(e)) => {
+                self.link.failed();
+                return Err(e);
+            }
+            Err(Failure::Released) => return Err("the Redis breaker opened".into()),
+        };
+        if let Some(now) = values.get(3) {
+            self.link.saw_redis_time(*now);
+        }
+        if values.first() == Some(&3) {
+            self.link.failed();
+            return Err("Redis ran the call past its deadline; nothing was counted".into());
+        }
+        let recovered = self.link.succeeded();
+        Ok((self.verdict(rate, quotas, &values), recovered))
     }
 
     fn verdict(&self, rate: &[RateItem], quotas: &[QuotaItem<'_>], values: &[i64]) -> Verdict {
@@ -294,46 +324,105 @@ impl RedisLimits {
         }
     }
 
-    /// Adds counts made while Redis was away. Returns how many counters were written.
-    pub async fn reconcile(&self, counts: &[(String, u64, u64)]) -> Result<usize, String> {
-        let mut connection = self.connection().await.ok_or("cannot connect to Redis")?;
-        let mut pipe = redis::pipe();
-        for (key, count, ttl) in counts {
-            pipe.cmd("INCRBY").arg(key).arg(count).ignore();
-            pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
+    /// Queues counts made while Redis was away (tenant, key, count, expiry in seconds) and adds
+    /// every queued batch to Redis, each exactly once. Returns how many counters were written;
+    /// batches that fail stay queued for the next time Redis answers.
+    pub async fn reconcile(&self, counts: Vec<(String, String, u64, u64)>) -> usize {
+        let mut by_tenant: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
+        for (tenant, key, count, ttl) in counts {
+            by_tenant.entry(tenant).or_default().push((key, count, ttl));
         }
-        let _: () = tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut connection))
-            .await
-            .map_err(|_| "Redis did not answer".to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(counts.len())
+        let mut batches: Vec<Batch> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            self.has_pending.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *pending)
+        };
+        for (tenant, counts) in by_tenant {
+            let n = self.batches.fetch_add(1, Ordering::Relaxed);
+            batches.push(Batch {
+                marker: format!(
+                    "{}:{{{tenant}}}:reconciled:{}-{n}",
+                    self.config.prefix, self.batch_prefix
+                ),
+                counts,
+            });
+        }
+        let mut written = 0;
+        let mut left = Vec::new();
+        for batch in batches {
+            if !left.is_empty() {
+                left.push(batch);
+                continue;
+            }
+            let mut invocation = self.reconcile_script.prepare_invoke();
+            invocation
+                .key(&batch.marker)
+                .arg(self.deadline())
+                .arg(MARKER_TTL_MS);
+            for (key, count, ttl) in &batch.counts {
+                invocation.key(key).arg(count).arg(ttl);
+            }
+            let result = self
+                .link
+                .run(self.config.timeout, async |mut connection| {
+                    invocation.invoke_async::<i64>(&mut connection).await
+                })
+                .await;
+            match result {
+                // Applied now, or by an earlier try whose answer was lost.
+                Ok(1 | 0) => written += batch.counts.len(),
+                Ok(_) => left.push(batch),
+                Err(Failure::Redis(e)) => {
+                    tracing::warn!(error = %e, "reconciling outage counts failed; will retry");
+                    left.push(batch);
+                }
+                Err(Failure::Released) => left.push(batch),
+            }
+        }
+        if !left.is_empty() {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.extend(left);
+            self.has_pending.store(true, Ordering::Relaxed);
+        }
+        written
     }
 
     /// Quota counters of a tenant held in Redis.
     pub async fn usage(&self, tenant: &str, period: Option<&str>) -> Result<Vec<Usage>, String> {
-        let mut connection = self.connection().await.ok_or("cannot connect to Redis")?;
         let prefix = format!("{}:{{{tenant}}}:q:", self.config.prefix);
         let pattern = format!("{}*", prefix.replace('{', "\\{").replace('}', "\\}"));
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| e.to_string())?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
+        let read = async |mut connection: redis::aio::MultiplexedConnection| {
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
-        }
+            let mut counts = Vec::with_capacity(keys.len());
+            for key in keys {
+                let count: Option<u64> = redis::cmd("GET").arg(&key).query_async(&mut connection).await?;
+                counts.push((key, count.unwrap_or(0)));
+            }
+            Ok(counts)
+        };
+        let counts = match self.link.run(Duration::from_secs(5), read).await {
+            Ok(counts) => counts,
+            Err(Failure::Redis(e)) => return Err(e),
+            Err(Failure::Released) => return Err("the Redis breaker opened".into()),
+        };
         let mut found = Vec::new();
-        for key in keys {
+        for (key, count) in counts {
             let Some((metric, key_period)) = key
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.split_once(':'))
@@ -343,15 +432,10 @@ impl RedisLimits {
             if period.is_some_and(|p| !key_period.starts_with(p)) {
                 continue;
             }
-            let count: Option<u64> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| e.to_string())?;
             found.push(Usage {
                 metric: metric.to_string(),
                 period: key_period.to_string(),
-                count: count.unwrap_or(0),
+                count,
             });
         }
         found.sort_by(|a, b| (&a.period, &a.metric).cmp(&(&b.period, &b.metric)));

@@ -175,17 +175,6 @@ impl QuotaStore {
             .collect()
     }
 
-    /// Puts drained counters back (their reconciliation failed).
-    pub fn restore(&self, drained: &[(String, Usage)]) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (tenant, u) in drained {
-            *counts.entry(key(tenant, &u.metric, &u.period)).or_insert(0) += u.count;
-        }
-    }
-
     /// Writes the counters changed since the last flush. On failure they stay pending and the
     /// next flush retries them.
     pub fn flush(&self) -> Result<usize, String> {
