@@ -198,7 +198,9 @@ impl Link {
             .wait_for(Option::is_some)
             .await
             .map_err(|_| "the connect attempt ended".to_string())?;
-        outcome.clone().unwrap_or_else(|| Err("no connection".into()))
+        outcome
+            .clone()
+            .unwrap_or_else(|| Err("no connection".into()))
     }
 
     /// Starts a connect attempt in a task of its own: it completes (and is kept) even when every

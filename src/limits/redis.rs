@@ -411,7 +411,10 @@ impl RedisLimits {
             }
             let mut counts = Vec::with_capacity(keys.len());
             for key in keys {
-                let count: Option<u64> = redis::cmd("GET").arg(&key).query_async(&mut connection).await?;
+                let count: Option<u64> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?;
                 counts.push((key, count.unwrap_or(0)));
             }
             Ok(counts)

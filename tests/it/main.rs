@@ -24,6 +24,7 @@ mod nginx;
 mod plan_limits;
 mod pool;
 mod protocols;
+mod redis_faults;
 mod reload;
 mod streaming;
 mod tenancy;

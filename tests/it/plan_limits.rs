@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::{Options, Tollgate, Upstream, eventually, get};
 
-const PLANS: &str = "plans:
+pub const PLANS: &str = "plans:
   tight:
     rate_limits: [{ name: hourly, limit: 20, window: 1h, burst: 5 }]
     quotas: { api_calls: { limit: 1000, period: month } }
@@ -26,7 +26,7 @@ const PLANS: &str = "plans:
     quotas: { api_calls: { limit: 10, period: month } }
 ";
 
-const TENANTS: &str = "tenants:
+pub const TENANTS: &str = "tenants:
   - { id: tight, plan: tight, status: active }
   - { id: metered, plan: metered, status: active }
   - { id: paced, plan: paced, status: active }
@@ -35,7 +35,7 @@ const TENANTS: &str = "tenants:
   - { id: strict, plan: strict, status: active }
 ";
 
-fn options(keys: &Keys, limits: &str) -> Options {
+pub fn options(keys: &Keys, limits: &str) -> Options {
     let mut options = fixture::options(keys, true, "[subdomain, claim]", "");
     options
         .files
@@ -50,7 +50,7 @@ const EMBEDDED: &str =
     "limits:\n  backend: embedded\n  path: state/usage.redb\n  flush_interval: 100ms\n";
 const MEMORY: &str = "limits:\n  backend: memory\n";
 
-async fn start(limits: &str) -> (Upstream, Tollgate) {
+pub async fn start(limits: &str) -> (Upstream, Tollgate) {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
     let tollgate = Tollgate::start(upstream.addr, options(&keys, limits));
@@ -58,7 +58,7 @@ async fn start(limits: &str) -> (Upstream, Tollgate) {
 }
 
 /// Quota use of one metric, as the admin listener reports it.
-fn used(tollgate: &Tollgate, tenant: &str, metric: &str) -> u64 {
+pub fn used(tollgate: &Tollgate, tenant: &str, metric: &str) -> u64 {
     let (status, body) = tollgate.admin_get(&format!("/usage/{tenant}"));
     assert_eq!(status, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -332,7 +332,7 @@ fn the_usage_command_reports_from_a_running_tollgate_and_from_the_store() {
     drop(upstream);
 }
 
-fn redis_limits(redis: &crate::support::redis::RedisServer, timeout: &str) -> String {
+pub fn redis_limits(redis: &crate::support::redis::RedisServer, timeout: &str) -> String {
     format!(
         "limits:\n  backend: redis\n  redis: {{ url: {}, timeout: {timeout}, replicas: 2, breaker_failures: 1, breaker_cooldown: 200ms }}\n",
         redis.url()

@@ -53,9 +53,25 @@ impl RedisServer {
 
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            super::tollgate::send_signal(child.id(), libc::SIGCONT);
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT): it runs what was sent meanwhile.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        super::tollgate::send_signal(child.id(), signal);
     }
 
     fn ping(&self) -> bool {
