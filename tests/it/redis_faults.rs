@@ -65,26 +65,26 @@ async fn a_hung_redis_at_start_up_never_queues_requests_behind_a_connect() {
 }
 
 /// Once the breaker opens, requests already waiting on Redis go to the fallback at once rather
-/// than each waiting out its timeout.
+/// than each waiting out its own timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_waiting_on_redis_are_released_when_the_breaker_opens() {
     let redis = RedisServer::start();
     let (_upstream, tollgate) = start(&limits(&redis, "3s", 1, "10s")).await;
-    assert_eq!(
-        get(tollgate.addr, "/x", &[("host", "shared.app.test")])
-            .await
-            .status,
-        200
-    );
+    let shared = [("host", "shared.app.test")];
+    assert_eq!(get(tollgate.addr, "/x", &shared).await.status, 200);
     redis.pause();
-    // The first to give up opens the breaker; the others are released with it, long before
-    // their own 3 s.
+    let addr = tollgate.addr;
+    let first = tokio::spawn(async move { get(addr, "/x", &shared).await.status.as_u16() });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // These wait until the first gives up, 1 s from now, and opens the breaker: not their own
+    // 3 s.
     let (statuses, longest) = burst(&tollgate, "shared.app.test", 8).await;
     assert!(
         statuses.iter().all(|s| [200, 429].contains(s)),
         "{statuses:?}"
     );
-    assert!(longest < Duration::from_secs(5), "waited {longest:?}");
+    assert!(longest < Duration::from_millis(2500), "waited {longest:?}");
+    assert_eq!(first.await.unwrap(), 200, "fell back");
     assert_eq!(tollgate.metric("tollgate_redis_breaker_open"), 1.0);
     redis.resume();
 }
