@@ -324,7 +324,12 @@ fn main() -> ExitCode {
                 decision: decision.as_deref(),
                 since,
             };
-            print(tollgate::audit::query::filter(&file, &filter).map(|lines| lines.join("\n")))
+            print(tollgate::audit::query::filter(&file, &filter).map(|found| {
+                for skipped in &found.skipped {
+                    eprintln!("warning: {skipped}");
+                }
+                found.lines.join("\n")
+            }))
         }
         Command::Keys {
             command:
@@ -419,8 +424,18 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// A token cancelled on SIGTERM or SIGINT.
+/// SIGXFSZ's number on Linux.
+const SIGXFSZ: i32 = 25;
+
+/// A token cancelled on SIGTERM or SIGINT. Also takes SIGXFSZ, whose default kills the process:
+/// a file-size limit reached by the audit file is a failed write like a full disk (the auditor
+/// turns unhealthy or counts losses), not a crash.
 fn shutdown_signal() -> CancellationToken {
+    // A handler once registered stays for the life of the process.
+    if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))
+    {
+        tracing::warn!(error = %e, "cannot take SIGXFSZ; a file-size limit would end the process");
+    }
     let token = CancellationToken::new();
     let fire = token.clone();
     tokio::spawn(async move {

@@ -64,10 +64,7 @@ fn unavailable() -> Refusal {
 impl Auditor {
     pub fn start(config: &Audit, metrics: Arc<Metrics>) -> Result<Auditor, String> {
         let file = config.file.as_ref().map(FileSink::open).transpose()?;
-        let sinks = Sinks {
-            stdout: config.stdout,
-            file,
-        };
+        let sinks = Sinks::new(config.stdout, file);
         let (tx, rx) = sync_channel(config.queue);
         let healthy = Arc::new(AtomicBool::new(true));
         let depth = Arc::new(AtomicI64::new(0));
@@ -238,8 +235,13 @@ impl Writer {
                 self.write(&mut pending, &mut count);
             }
             if stop {
-                if count > 0 {
-                    lost(&self.metrics, count, "the audit sink failed until shutdown");
+                let unwritten = self.unwritten(&pending);
+                if unwritten > 0 {
+                    lost(
+                        &self.metrics,
+                        unwritten,
+                        "the audit sink failed until shutdown",
+                    );
                 }
                 let _ = self.sinks.sync();
                 return;
@@ -263,10 +265,17 @@ impl Writer {
         }
     }
 
+    /// Records of `pending` that some sink has not written yet.
+    fn unwritten(&self, pending: &[u8]) -> u64 {
+        let rest = &pending[self.sinks.written(pending)..];
+        rest.iter().filter(|b| **b == b'\n').count() as u64
+    }
+
     fn write(&mut self, pending: &mut Vec<u8>, count: &mut u64) {
         match self.sinks.write(pending) {
             Ok(()) => {
                 pending.clear();
+                self.sinks.clear();
                 *count = 0;
                 if !self.healthy.swap(true, Ordering::AcqRel) {
                     tracing::info!("the audit sink works again");
@@ -276,8 +285,11 @@ impl Writer {
                 self.metrics.audit_write_errors.inc();
                 tracing::error!(error = %e, "writing audit records failed");
                 if self.mode == AuditMode::BestEffort {
-                    lost(&self.metrics, *count, "the audit sink failed");
+                    // Exactly the records that did not reach every sink.
+                    let unwritten = self.unwritten(pending);
+                    lost(&self.metrics, unwritten, "the audit sink failed");
                     pending.clear();
+                    self.sinks.clear();
                     *count = 0;
                 } else {
                     self.healthy.store(false, Ordering::Release);

@@ -1,5 +1,7 @@
 //! `tollgate audit`: the audit file filtered, for people who want an answer now rather than a log
-//! pipeline. A completion record is kept when its decision record is.
+//! pipeline. A completion record is kept when its decision record is. A line that is not a
+//! record (torn by a crash, not UTF-8, not JSON) is reported with its line number and skipped:
+//! the rest of the file is still the answer.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,18 +16,37 @@ pub struct Filter<'a> {
     pub since: Option<Duration>,
 }
 
-/// The matching lines of an audit file, as written.
-pub fn filter(path: &Path, filter: &Filter<'_>) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// What a query found.
+pub struct Found {
+    /// The matching lines, as written.
+    pub lines: Vec<String>,
+    /// One message per line that is not a record, with its `file:line`.
+    pub skipped: Vec<String>,
+}
+
+/// The matching lines of an audit file.
+pub fn filter(path: &Path, filter: &Filter<'_>) -> Result<Found, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let oldest = filter.since.map(|since| SystemTime::now() - since);
     let mut kept_ids: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    let mut skipped = Vec::new();
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let at = format!("{}:{}", path.display(), n + 1);
+        let Ok(line) = std::str::from_utf8(line) else {
+            skipped.push(format!("{at}: not UTF-8; skipped"));
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let record: Value = serde_json::from_str(line)
-            .map_err(|e| format!("{}:{}: not a JSON record: {e}", path.display(), n + 1))?;
+        let record: Value = match serde_json::from_str(line) {
+            Ok(record) => record,
+            Err(e) => {
+                skipped.push(format!("{at}: not a JSON record ({e}); skipped"));
+                continue;
+            }
+        };
         let field = |name: &str| record.get(name).and_then(Value::as_str);
         let id = field("request_id").unwrap_or_default().to_string();
         let recent = match (oldest, field("time").map(humantime::parse_rfc3339_weak)) {
@@ -45,5 +66,8 @@ pub fn filter(path: &Path, filter: &Filter<'_>) -> Result<Vec<String>, String> {
             out.push(line.to_string());
         }
     }
-    Ok(out)
+    Ok(Found {
+        lines: out,
+        skipped,
+    })
 }

@@ -3,6 +3,10 @@
 //!
 //! `interval` syncs in a short-lived thread of its own, once a second: an fsync can take longer
 //! than the queue takes to fill at full load, and the writer must keep draining meanwhile.
+//!
+//! A failed write (a full disk, a file-size limit) never leaves a torn record and never writes one
+//! twice: each sink knows exactly how much of the pending lines it has written, a regular file is
+//! truncated back to its last complete line, and a retry goes on from there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -20,9 +24,37 @@ pub struct FileSink {
     synced: Instant,
     /// The `interval` sync in progress.
     syncing: Option<JoinHandle<io::Result<()>>>,
-    /// Only regular files rotate and sync (a device such as `/dev/full`, or a pipe, is written
-    /// as is).
+    /// Only regular files rotate, sync and are truncated (a device such as `/dev/full`, or a
+    /// pipe, is written as is).
     regular: bool,
+    /// A truncation back to the last complete line failed: redo it before writing on.
+    torn: bool,
+}
+
+/// A write that failed after `written` bytes of whole lines reached the sink.
+pub struct Partial {
+    pub written: usize,
+    pub error: io::Error,
+}
+
+impl From<io::Error> for Partial {
+    fn from(error: io::Error) -> Partial {
+        Partial { written: 0, error }
+    }
+}
+
+/// Writes as much of `bytes` as the sink takes; the count, and the error that stopped it.
+fn write_some(out: &mut impl Write, bytes: &[u8]) -> (usize, io::Result<()>) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => return (written, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Err(e)),
+        }
+    }
+    (written, Ok(()))
 }
 
 fn open(path: &PathBuf) -> io::Result<File> {
@@ -45,10 +77,17 @@ impl FileSink {
             opened: Instant::now(),
             synced: Instant::now(),
             syncing: None,
+            torn: false,
         })
     }
 
-    pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+    /// Writes whole lines. On failure the file holds exactly the whole lines written (counted in
+    /// [`Partial::written`]), never a part of one.
+    pub fn write(&mut self, lines: &[u8]) -> Result<(), Partial> {
+        if self.torn {
+            self.file.set_len(self.size)?;
+            self.torn = false;
+        }
         // A failed background sync fails this write: the lines stay queued and the auditor
         // turns unhealthy, as for any write error.
         if self.syncing.as_ref().is_some_and(JoinHandle::is_finished) {
@@ -59,21 +98,44 @@ impl FileSink {
         {
             self.rotate()?;
         }
-        self.file.write_all(lines)?;
+        let (written, result) = write_some(&mut self.file, lines);
+        if let Err(error) = result {
+            // What a pipe took is gone; a regular file goes back to its last complete line.
+            let whole = if self.regular {
+                lines[..written]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |end| end + 1)
+            } else {
+                written
+            };
+            self.size += whole as u64;
+            if whole < written && self.file.set_len(self.size).is_err() {
+                self.torn = true;
+            }
+            return Err(Partial {
+                written: whole,
+                error,
+            });
+        }
         self.size += lines.len() as u64;
         if !self.regular {
             // A pipe or a device cannot be synced (EINVAL); a log collector reading a pipe
             // must not turn the auditor unhealthy.
             return Ok(());
         }
+        let written = |error| Partial {
+            written: lines.len(),
+            error,
+        };
         match self.config.fsync {
-            Fsync::Always => self.file.sync_data()?,
+            Fsync::Always => self.file.sync_data().map_err(written)?,
             Fsync::Interval
                 if self.syncing.is_none() && self.synced.elapsed() >= Duration::from_secs(1) =>
             {
-                let file = self.file.try_clone()?;
+                let file = self.file.try_clone().map_err(written)?;
                 let thread = std::thread::Builder::new().name("tollgate-audit-sync".into());
-                self.syncing = Some(thread.spawn(move || file.sync_data())?);
+                self.syncing = Some(thread.spawn(move || file.sync_data()).map_err(written)?);
                 self.synced = Instant::now();
             }
             _ => {}
@@ -139,23 +201,67 @@ impl FileSink {
     }
 }
 
-/// Every configured sink.
+/// Every configured sink, each with how many bytes of the pending lines it has written: a retry
+/// after a failure writes each sink only what it lacks.
 pub struct Sinks {
-    pub stdout: bool,
-    pub file: Option<FileSink>,
+    stdout: bool,
+    file: Option<FileSink>,
+    stdout_done: usize,
+    file_done: usize,
 }
 
 impl Sinks {
-    pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
-        if self.stdout {
-            let mut out = io::stdout().lock();
-            out.write_all(lines)?;
-            out.flush()?;
+    pub fn new(stdout: bool, file: Option<FileSink>) -> Sinks {
+        Sinks {
+            stdout,
+            file,
+            stdout_done: 0,
+            file_done: 0,
         }
-        if let Some(file) = &mut self.file {
-            file.write(lines)?;
+    }
+
+    /// Writes what each sink has not written yet of `lines` (which only ever grows until
+    /// [`Sinks::clear`]).
+    pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.stdout && self.stdout_done < lines.len() {
+            let mut out = io::stdout().lock();
+            let (written, result) = write_some(&mut out, &lines[self.stdout_done..]);
+            self.stdout_done += written;
+            result.and_then(|()| out.flush())?;
+        }
+        if let Some(file) = &mut self.file
+            && self.file_done < lines.len()
+        {
+            match file.write(&lines[self.file_done..]) {
+                Ok(()) => self.file_done = lines.len(),
+                Err(partial) => {
+                    self.file_done += partial.written;
+                    return Err(partial.error);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// How many bytes of the pending lines every sink has written.
+    pub fn written(&self, lines: &[u8]) -> usize {
+        let stdout = if self.stdout {
+            self.stdout_done
+        } else {
+            lines.len()
+        };
+        let file = if self.file.is_some() {
+            self.file_done
+        } else {
+            lines.len()
+        };
+        stdout.min(file)
+    }
+
+    /// The pending lines were let go of: start counting afresh.
+    pub fn clear(&mut self) {
+        self.stdout_done = 0;
+        self.file_done = 0;
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
