@@ -35,7 +35,7 @@ fn main() {
         TENANTS,
         10,
         POLICY_SETS,
-        100_000,
+        tollgate::config::DECISION_CACHE,
         "limits: { backend: memory }",
     );
     let config = || Config::load(&d.config_file).unwrap();

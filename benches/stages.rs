@@ -23,6 +23,7 @@ use tollgate::metrics::Metrics;
 use tollgate::pipeline::{normalize, tenant};
 
 use support::{Deployment, tenant_id};
+use tollgate::config::DECISION_CACHE;
 
 const TENANTS: usize = 10_000;
 const MEMORY: &str = "limits: { backend: memory }";
@@ -45,7 +46,7 @@ fn request(host: &str, authorization: Option<&str>) -> HeaderMap {
 }
 
 fn tenants(c: &mut Criterion) {
-    let d = Deployment::build(TENANTS, 10, 100_000, MEMORY);
+    let d = Deployment::build(TENANTS, 10, DECISION_CACHE, MEMORY);
     let tenancy = d.snapshot.config.tenancy.as_ref().unwrap();
     let directory = d.snapshot.tenants.as_ref().unwrap();
     let uri: Uri = "/api/v1/agents/7".parse().unwrap();
@@ -67,7 +68,7 @@ fn tenants(c: &mut Criterion) {
 
 fn identity(c: &mut Criterion) {
     let rt = runtime();
-    let d = Deployment::build(10, 0, 100_000, MEMORY);
+    let d = Deployment::build(10, 0, DECISION_CACHE, MEMORY);
     let verifier = d.verifier();
     let jwks = JwksCache::new();
     let token = d.token("alice");
@@ -136,7 +137,7 @@ fn decisions(c: &mut Criterion) {
             })
         });
         if policies == 1000 {
-            let cached = Deployment::build(TENANTS, policies, 100_000, MEMORY);
+            let cached = Deployment::build(TENANTS, policies, DECISION_CACHE, MEMORY);
             let authz = cached.snapshot.authz.as_ref().unwrap();
             let tenant = cached.tenant(0);
             authz.decide(&inputs(tenant, &principal, "7"));

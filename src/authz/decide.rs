@@ -27,6 +27,20 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// About how many bytes a cached decision takes, with its key of `key` bytes, for the
+    /// decision cache's budget.
+    pub fn weight(&self, key: usize) -> u32 {
+        let names: usize = self
+            .policies
+            .iter()
+            .chain(&self.errors)
+            .map(|s| s.len() + 48)
+            .sum();
+        let bytes =
+            crate::identity::principal::ENTRY_OVERHEAD + key + size_of::<Decision>() + names;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
     fn error(message: String) -> Self {
         Decision {
             allowed: false,

@@ -129,6 +129,7 @@ impl Authz {
         let cache = (config.decision_cache > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(config.decision_cache)
+                .weigher(|key: &String, decision: &Arc<Decision>| decision.weight(key.len()))
                 .build()
         });
         Ok(Authz {

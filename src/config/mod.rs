@@ -110,7 +110,7 @@ pub struct Authorization {
     /// Holds `schema.cedarschema`, global `*.cedar` and `tenants/<id>/*.cedar`.
     pub policies_dir: PathBuf,
     pub unmatched: Unmatched,
-    /// Entries in the decision cache; 0 turns it off.
+    /// Memory budget of the decision cache, in bytes; 0 turns it off.
     pub decision_cache: u64,
 }
 
@@ -140,7 +140,14 @@ pub struct Identity {
     pub strip_headers: Vec<HeaderName>,
     /// Whether a verified JWT's `Authorization` header is forwarded (API keys never are).
     pub forward_token: bool,
+    /// Memory budget of the verified-token cache, in bytes; 0 turns it off.
+    pub token_cache: u64,
 }
+
+/// The default budget of the verified-token cache.
+pub const TOKEN_CACHE: u64 = 16 << 20;
+/// The default budget of the decision cache.
+pub const DECISION_CACHE: u64 = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ApiKeys {

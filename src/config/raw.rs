@@ -184,7 +184,7 @@ pub struct RawAuthorization {
     pub routes_file: String,
     pub policies_dir: String,
     pub unmatched: Option<Unmatched>,
-    pub decision_cache: Option<u64>,
+    pub decision_cache: Option<Bytes>,
 }
 
 /// What happens to a request that matches no route.
@@ -232,6 +232,7 @@ pub struct RawIdentity {
     #[serde(default)]
     pub strip_headers: Vec<String>,
     pub forward_token: Option<bool>,
+    pub token_cache: Option<Bytes>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -181,6 +181,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             operator_roles: Vec::new(),
             strip_headers: Vec::new(),
             forward_token: true,
+            token_cache: super::TOKEN_CACHE,
         },
     };
     let authorization = raw.authorization.map(|a| {
@@ -199,7 +200,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             routes_file: errs.file("authorization.routes_file", base, &a.routes_file),
             policies_dir,
             unmatched: a.unmatched.unwrap_or(super::Unmatched::Deny),
-            decision_cache: a.decision_cache.unwrap_or(100_000),
+            decision_cache: a.decision_cache.map_or(super::DECISION_CACHE, |b| b.0),
         }
     });
     let limits = match raw.limits {
@@ -431,6 +432,7 @@ fn identity(errs: &mut Errors, base: &Path, raw: RawIdentity) -> Identity {
         operator_roles: raw.operator_roles,
         strip_headers,
         forward_token: raw.forward_token.unwrap_or(true),
+        token_cache: raw.token_cache.map_or(super::TOKEN_CACHE, |b| b.0),
     }
 }
 

@@ -25,8 +25,8 @@ pub use principal::{AuthMethod, Principal};
 pub struct Identity {
     jwt: JwtVerifier,
     api_keys: Option<ApiKeyStore>,
-    /// Verified tokens by their text.
-    tokens: moka::sync::Cache<String, Arc<Principal>>,
+    /// Verified tokens by their text, within `identity.token_cache` bytes (`None`: off).
+    tokens: Option<moka::sync::Cache<String, Arc<Principal>>>,
     anonymous: Arc<Principal>,
 }
 
@@ -55,11 +55,25 @@ impl Identity {
         Ok(Identity {
             jwt,
             api_keys,
-            tokens: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
+            tokens: (config.token_cache > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(config.token_cache)
+                    .weigher(|token: &String, principal: &Arc<Principal>| {
+                        let bytes = principal::ENTRY_OVERHEAD + token.len() + principal.weight();
+                        u32::try_from(bytes).unwrap_or(u32::MAX)
+                    })
+                    .time_to_live(Duration::from_secs(300))
+                    .build()
+            }),
             anonymous: Arc::new(Principal::anonymous()),
+        })
+    }
+
+    /// The verified-token cache's entries and their weight in bytes (0, 0 when it is off).
+    pub fn token_cache_size(&self) -> (u64, u64) {
+        self.tokens.as_ref().map_or((0, 0), |t| {
+            t.run_pending_tasks();
+            (t.entry_count(), t.weighted_size())
         })
     }
 
@@ -92,7 +106,7 @@ impl Identity {
                 store.lookup(key, now).map_err(invalid)
             }
             Some(Credential::Bearer(token)) => {
-                if let Some(hit) = self.tokens.get(token)
+                if let Some(hit) = self.tokens.as_ref().and_then(|t| t.get(token))
                     && hit.valid_until.is_some_and(|until| until > now)
                 {
                     return Ok(hit);
@@ -101,7 +115,9 @@ impl Identity {
                     return Err(invalid("bearer tokens are not accepted here"));
                 }
                 let principal = Arc::new(self.jwt.verify(token, jwks).await.map_err(invalid)?);
-                self.tokens.insert(token.to_string(), principal.clone());
+                if let Some(tokens) = &self.tokens {
+                    tokens.insert(token.to_string(), principal.clone());
+                }
                 Ok(principal)
             }
         }
@@ -143,4 +159,77 @@ fn credential<'a>(
         (None, Some(key)) => Some(Credential::ApiKey(key.trim())),
         (None, None) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::HeaderMap;
+    use serde_json::json;
+
+    use super::{Identity, JwksCache, JwtVerifier};
+    use crate::config::Config;
+
+    /// A configuration with one HMAC key and a token cache of `budget`.
+    fn config(budget: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "upstream: {{ url: http://127.0.0.1:9 }}
+identity:
+  token_cache: {budget}
+  jwt:
+    - issuer: https://issuer.test
+      audiences: [app]
+      keys: [{{ kid: hs, alg: HS256, secret: \"0123456789abcdef0123456789abcdef\" }}]
+"
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, config)
+    }
+
+    async fn authenticate_distinct(identity: &Identity, config: &Config, n: usize) {
+        let jwks = JwksCache::new();
+        for i in 0..n {
+            let claims = json!({ "sub": format!("user-{i}"), "roles": ["viewer"] });
+            let token =
+                JwtVerifier::mint(&config.identity.jwt, &claims, Duration::from_secs(600)).unwrap();
+            let mut headers = HeaderMap::new();
+            let bearer = format!("Bearer {token}");
+            headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
+            identity
+                .authenticate(&config.identity, &headers, &jwks, false)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_cache_holds_its_byte_budget_however_many_callers_come() {
+        let (_dir, config) = config("64KiB");
+        let identity = Identity::load(&config.identity, |_| true).unwrap();
+        authenticate_distinct(&identity, &config, 500).await;
+        let (entries, bytes) = identity.token_cache_size();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes");
+        assert!(entries > 0 && entries < 500, "{entries} entries");
+        // What an entry weighs is what it costs, about (benches/memory.rs measures it).
+        assert!(
+            bytes / entries >= 1024,
+            "{} bytes an entry",
+            bytes / entries
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_cache_of_zero_keeps_nothing() {
+        let (_dir, config) = config("0");
+        let identity = Identity::load(&config.identity, |_| true).unwrap();
+        authenticate_distinct(&identity, &config, 3).await;
+        assert_eq!(identity.token_cache_size(), (0, 0));
+    }
 }

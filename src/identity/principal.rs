@@ -55,7 +55,46 @@ fn subject(id: &str) -> bool {
     !id.is_empty() && id.trim() == id && !id.chars().any(char::is_control)
 }
 
+/// What a cached entry costs besides its own bytes: the cache's bookkeeping and the
+/// allocator's rounding (calibrated with `benches/memory.rs`).
+pub const ENTRY_OVERHEAD: usize = 512;
+/// Per string held in a list, and per header: the `String`/`HeaderValue` and its allocation.
+const PER_ITEM: usize = 48;
+/// The Cedar entity of a principal, without its parents.
+const ENTITY: usize = 640;
+/// Per parent of the entity (a role, the tenant).
+const PARENT: usize = 160;
+
 impl Principal {
+    /// About how many bytes this principal takes once its Cedar entity is built, for the
+    /// verified-token cache's budget.
+    pub fn weight(&self) -> usize {
+        let strings: usize = self
+            .roles
+            .iter()
+            .chain(&self.scopes)
+            .map(|s| s.len() + PER_ITEM)
+            .sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + PER_ITEM)
+            .sum();
+        let parents: usize = self
+            .roles
+            .iter()
+            .chain(&self.tenant)
+            .map(|parent| parent.len() + PARENT)
+            .sum();
+        size_of::<Principal>()
+            + self.id.len()
+            + self.tenant.as_ref().map_or(0, String::len)
+            + strings
+            + headers
+            + ENTITY
+            + self.id.len()
+            + parents
+    }
     /// A principal whose every field is exactly representable in the headers the upstream gets,
     /// or the reason it is not: a value that would add a list element, or vanish, is refused
     /// rather than encoded.

@@ -1,70 +1,39 @@
 //! Plan limits: rate limits (GCRA) and calendar quotas (durable counters), kept in this process
-//! (`memory`, `embedded`) or shared by every replica through Redis (`redis`).
-//!
-//! With Redis, a failed or open-breaker call falls back per plan (`on_store_failure`): `local`
-//! enforces each rate limit at limit ÷ replicas, and each quota at the headroom Redis last
-//! reported ÷ replicas, counting locally; those counts are added to Redis when it answers again.
-//! `refuse` answers 503 `limits-unavailable`. Never unlimited by accident.
+//! (`memory`, `embedded`: `local.rs`) or shared by every replica through Redis (`redis`:
+//! `shared.rs`, falling back per plan when Redis fails). Every backend keeps the one contract of
+//! `backend.rs`.
 
+pub mod backend;
 pub mod link;
+pub mod local;
 pub mod period;
 pub mod rate;
 pub mod redis;
+pub mod shared;
 pub mod store;
 pub mod usage;
 
-use std::time::Duration;
-
-use crate::config::{Backend, LimitsStore};
-use crate::error::{Problem, Refusal};
+use crate::config::{Backend as Kind, LimitsStore};
+use crate::error::Refusal;
 use crate::metrics::Metrics;
 use crate::tenants::Tenant;
-use crate::tenants::plans::{OnStoreFailure, RateLimit, Scope};
+use crate::tenants::plans::Scope;
 
-use rate::{Check, RateLimiters};
-use redis::{QuotaItem, RateItem, RedisLimits, Verdict};
-use store::{Consumed, Item, QuotaStore};
+pub use backend::{Backend, Outcome, Request};
+use store::Item;
 
 /// The process's limit state, kept across snapshots (a reload keeps counts and rate state).
 pub struct Limits {
-    pub rate: RateLimiters,
-    /// Usage (memory or embedded); with Redis, the counts made during an outage.
-    pub quotas: QuotaStore,
-    pub redis: Option<RedisLimits>,
-}
-
-/// What the limits said about one request.
-pub struct Outcome {
-    /// One per rate limit of the tenant, in order.
-    pub checks: Vec<Check>,
-    /// The quota result; `None` when a rate limit refused first (nothing was counted).
-    pub consumed: Option<Consumed>,
-}
-
-/// A rate limit at its share for one of `replicas` replicas.
-fn share(limit: &RateLimit, replicas: u64) -> RateLimit {
-    RateLimit {
-        limit: (limit.limit / replicas).max(1),
-        burst: Some((limit.burst() / replicas).max(1)),
-        ..limit.clone()
-    }
+    backend: Box<dyn Backend>,
 }
 
 impl Limits {
     pub fn open(config: &LimitsStore) -> Result<Limits, String> {
-        let redis = match (config.backend, &config.redis) {
-            (Backend::Redis, Some(redis)) => Some(RedisLimits::new(redis.clone())?),
-            _ => None,
+        let backend: Box<dyn Backend> = match (config.backend, &config.redis) {
+            (Kind::Redis, Some(redis)) => Box::new(shared::Shared::open(redis)?),
+            _ => Box::new(local::Local::open(config)?),
         };
-        Ok(Limits {
-            rate: RateLimiters::default(),
-            quotas: if redis.is_some() {
-                QuotaStore::memory()
-            } else {
-                QuotaStore::open(config)?
-            },
-            redis,
-        })
+        Ok(Limits { backend })
     }
 
     /// Checks every rate limit and, if they allow, counts the quota items (`ttls`: seconds until
@@ -87,88 +56,16 @@ impl Limits {
                 Scope::Route => format!("{}\u{1f}{}", tenant.id, route.unwrap_or("-")),
             })
             .collect();
-        let Some(redis) = &self.redis else {
-            return Ok(self.local(tenant, &keys, items, 1));
+        let request = Request {
+            tenant,
+            keys: &keys,
+            items,
+            ttls,
         };
-        let rate_items: Vec<RateItem> = tenant
-            .rate_limits
-            .iter()
-            .zip(&keys)
-            .map(|(limit, key)| RateItem {
-                key: redis.rate_key(&tenant.id, &limit.name, key),
-                interval_ms: u64::try_from(
-                    limit.window.as_millis() / u128::from(limit.limit.max(1)),
-                )
-                .unwrap_or(u64::MAX)
-                .max(1),
-                burst: limit.burst(),
-            })
-            .collect();
-        let quota_items: Vec<QuotaItem> = items
-            .iter()
-            .zip(ttls)
-            .map(|(item, ttl)| QuotaItem {
-                key: redis.quota_key(&tenant.id, &item.metric, &item.period),
-                item,
-                ttl: ttl + 86_400,
-            })
-            .collect();
-        if let Some(verdict) = redis.cached(&rate_items, &quota_items) {
-            return Ok(outcome(tenant, &rate_items, verdict));
-        }
-        if redis.admit() {
-            let started = std::time::Instant::now();
-            // Boxed, like the reconciliation: a large future the local backends should not carry.
-            let result = Box::pin(redis.check(&rate_items, &quota_items)).await;
-            metrics
-                .store_latency
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok((verdict, recovered)) => {
-                    metrics.redis_breaker.set(0);
-                    if recovered || redis.has_pending() {
-                        Box::pin(self.reconcile(redis, metrics)).await;
-                    }
-                    return Ok(outcome(tenant, &rate_items, verdict));
-                }
-                Err(e) => {
-                    metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "Redis limits call failed; falling back");
-                }
-            }
-        }
-        metrics.redis_breaker.set(redis.breaker_state());
-        match tenant.plan.on_store_failure {
-            OnStoreFailure::Refuse => Err(Refusal::new(
-                Problem::LimitsUnavailable,
-                "the limits store is unavailable and this plan does not fall back",
-            )
-            .retry_after(1)),
-            OnStoreFailure::Local => {
-                let replicas = redis.config.replicas;
-                let local_items: Vec<Item> = items
-                    .iter()
-                    .zip(&quota_items)
-                    .map(|(item, q)| {
-                        let last = redis.last_usage(&q.key).unwrap_or(0);
-                        Item {
-                            limit: item.limit.saturating_sub(last) / replicas,
-                            ..item.clone()
-                        }
-                    })
-                    .collect();
-                let mut outcome = self.local(tenant, &keys, &local_items, replicas);
-                if let Some(Consumed::Allowed(usage)) = &mut outcome.consumed {
-                    for (used, q) in usage.iter_mut().zip(&quota_items) {
-                        *used += redis.last_usage(&q.key).unwrap_or(0);
-                    }
-                }
-                Ok(outcome)
-            }
-        }
+        self.backend.check(metrics, &request).await
     }
 
-    /// Usage reports: one tenant's, or every tenant's (sorted), read from Redis or this process.
+    /// Usage reports: one tenant's, or every tenant's (sorted).
     pub async fn report(
         &self,
         directory: &crate::tenants::Directory,
@@ -186,10 +83,7 @@ impl Limits {
         tenants.sort_by(|a, b| a.id.cmp(&b.id));
         let mut reports = Vec::with_capacity(tenants.len());
         for t in tenants {
-            let counters = match &self.redis {
-                Some(redis) => redis.usage(&t.id, period).await?,
-                None => self.quotas.usage(&t.id, period),
-            };
+            let counters = self.backend.usage(&t.id, period).await?;
             reports.push(usage::tenant(&counters, t, period));
         }
         Ok(match tenant {
@@ -198,91 +92,13 @@ impl Limits {
         })
     }
 
-    /// In-process enforcement, each rate limit at its share for `replicas`.
-    fn local(&self, tenant: &Tenant, keys: &[String], items: &[Item], replicas: u64) -> Outcome {
-        let checks: Vec<Check> = tenant
-            .rate_limits
-            .iter()
-            .zip(keys)
-            .map(|(limit, key)| {
-                if replicas > 1 {
-                    self.rate.check(&share(limit, replicas), key)
-                } else {
-                    self.rate.check(limit, key)
-                }
-            })
-            .collect();
-        if checks.iter().any(|c| !c.allowed) {
-            return Outcome {
-                checks,
-                consumed: None,
-            };
-        }
-        Outcome {
-            checks,
-            consumed: Some(self.quotas.consume(&tenant.id, items)),
-        }
+    /// Writes counts behind (embedded); how many were written.
+    pub fn flush(&self) -> Result<usize, String> {
+        self.backend.flush()
     }
 
-    /// Adds the counts made during an outage to Redis; what fails stays queued for the next try.
-    async fn reconcile(&self, redis: &RedisLimits, metrics: &Metrics) {
-        let counts = self.quotas.drain();
-        let keyed: Vec<(String, String, u64, u64)> = counts
-            .iter()
-            .map(|(tenant, u)| {
-                (
-                    tenant.clone(),
-                    redis.quota_key(tenant, &u.metric, &u.period),
-                    u.count,
-                    40 * 86_400,
-                )
-            })
-            .collect();
-        let n = redis.reconcile(keyed).await;
-        if n > 0 {
-            metrics.reconciled.inc_by(u64::try_from(n).unwrap_or(0));
-            tracing::info!(counters = n, "outage quota counts added to Redis");
-        }
+    /// Forgets idle rate-limit state; how many keys remain.
+    pub fn sweep(&self) -> usize {
+        self.backend.sweep()
     }
-}
-
-/// The per-limit checks and the quota result of a Redis verdict.
-fn outcome(tenant: &Tenant, rate: &[RateItem], verdict: Verdict) -> Outcome {
-    let full = |r: &RateItem| Check {
-        allowed: true,
-        remaining: r.burst,
-        reset: Duration::ZERO,
-        retry_after: Duration::ZERO,
-    };
-    let consumed = redis::consumed(&verdict);
-    let checks: Vec<Check> = match verdict {
-        Verdict::Allowed { rate: state, .. } => state
-            .into_iter()
-            .map(|(remaining, reset)| Check {
-                allowed: true,
-                remaining,
-                reset,
-                retry_after: Duration::ZERO,
-            })
-            .collect(),
-        Verdict::RateLimited { index, retry } => rate
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                if i == index {
-                    Check {
-                        allowed: false,
-                        remaining: 0,
-                        reset: Duration::from_millis(r.interval_ms * r.burst),
-                        retry_after: retry,
-                    }
-                } else {
-                    full(r)
-                }
-            })
-            .collect(),
-        Verdict::QuotaExceeded { .. } => rate.iter().map(full).collect(),
-    };
-    debug_assert_eq!(checks.len(), tenant.rate_limits.len());
-    Outcome { checks, consumed }
 }

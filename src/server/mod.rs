@@ -263,7 +263,7 @@ impl Accept<'_> {
 /// Writes quota usage behind (every `flush_interval`) and sweeps idle rate-limit keys; flushes
 /// one last time when stopped.
 async fn housekeeping(shared: Arc<Shared>, flush_interval: Duration, stop: CancellationToken) {
-    let flush = || match shared.limits.quotas.flush() {
+    let flush = || match shared.limits.flush() {
         Ok(0) => {}
         Ok(_) => shared
             .metrics
@@ -289,7 +289,7 @@ async fn housekeeping(shared: Arc<Shared>, flush_interval: Duration, stop: Cance
             }
             _ = flushes.tick() => flush(),
             _ = sweeps.tick() => {
-                let keys = shared.limits.rate.sweep();
+                let keys = shared.limits.sweep();
                 shared.metrics.rate_limit_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
             }
         }

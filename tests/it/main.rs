@@ -21,6 +21,7 @@ mod gateways;
 mod identity;
 mod lifecycle;
 mod limits;
+mod limits_backends;
 mod nginx;
 mod plan_limits;
 mod pool;

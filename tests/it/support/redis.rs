@@ -69,6 +69,10 @@ impl RedisServer {
         self.signal(libc::SIGCONT);
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server runs").id()
+    }
+
     fn signal(&self, signal: i32) {
         let child = self.child.as_ref().expect("redis-server runs");
         super::tollgate::send_signal(child.id(), signal);
