@@ -75,11 +75,20 @@ authorization: {{ routes_file: {REPO}/config/routes.yaml, policies_dir: policies
     return config
 
 
-def start(binary, config, port, log):
+def start(binary, config, port, admin, log):
+    """Starts Tollgate and waits until it is ready (its sockets are open before it has loaded
+    the 10,000 tenants)."""
     proc = subprocess.Popen(pinned(0, [binary, "serve", "--config", str(config)]),
                             stdout=subprocess.DEVNULL, stderr=log)
     wait_for(port, proc, "tollgate")
-    return proc
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("tollgate did not become ready")
 
 
 def log_times(path, text):
@@ -98,7 +107,7 @@ def reload_bench(binary, work, upstream, duration):
     config = deployment(work, upstream, admin, port)
     log_path = work / "reload.log"
     with open(log_path, "w") as log:
-        proc = start(binary, config, port, log)
+        proc = start(binary, config, port, admin, log)
         try:
             quiet = wrk(port, "t00500.app.example.com", duration)
             sent = []
@@ -154,7 +163,7 @@ def redis_bench(binary, work, upstream, duration):
         config, port, admin, log = fresh(scenario)
         if scenario == "hung":
             redis.send_signal(signal.SIGSTOP)
-        proc = start(binary, config, port, log)
+        proc = start(binary, config, port, admin, log)
         pulser = None
         if scenario == "stopped":
             redis.kill()
@@ -183,7 +192,7 @@ def redis_bench(binary, work, upstream, duration):
     # Recovery: Redis stopped long enough for the breaker to open, then started again; the time
     # until a request has closed the breaker (requests keep coming, as under load).
     config, port, admin, log = fresh("recovery")
-    proc = start(binary, config, port, log)
+    proc = start(binary, config, port, admin, log)
     load = subprocess.Popen(pinned(1, ["wrk", "-t1", "-c4", "-d60s", "-H", f"Host: {host}",
                                        f"http://127.0.0.1:{port}/public/x"]),
                             stdout=subprocess.DEVNULL)
