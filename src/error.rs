@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
-
-use crate::pipeline::ProxyBody;
+use http_body_util::Full;
 
 /// Prefix of every problem `type`. The full URI is a stable identifier clients may match on.
 pub const PROBLEM_BASE: &str = "https://tollgate.dev/problems/";
@@ -181,10 +179,10 @@ impl Refusal {
     }
 
     /// The `application/problem+json` answer for this refusal.
-    pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
+    pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
         let status = self.problem.status();
         let body = self.json(request_id);
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

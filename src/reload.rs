@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::watch::{FileWatch, Notifier};
 
 /// What wakes the reload thread.

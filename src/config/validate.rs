@@ -525,7 +525,7 @@ fn tls(errs: &mut Errors, base: &Path, raw: RawTls) -> Tls {
     let key_file = errs.file("server.tls.key_file", base, &raw.key_file);
     if cert_file.is_file()
         && key_file.is_file()
-        && let Err(e) = crate::server::tls::load_certified_key(&cert_file, &key_file)
+        && let Err(e) = crate::pem::load_certified_key(&cert_file, &key_file)
     {
         errs.push("server.tls", e);
     }
@@ -606,7 +606,7 @@ fn upstream(errs: &mut Errors, base: &Path, raw: RawUpstream) -> Upstream {
     let ca_file = raw.ca_file.map(|f| {
         let path = errs.file("upstream.ca_file", base, &f);
         if path.is_file()
-            && let Err(e) = crate::upstream::load_roots(&path)
+            && let Err(e) = crate::pem::load_roots(&path)
         {
             errs.push("upstream.ca_file", e);
         }

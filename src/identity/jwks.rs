@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::jwt::VerifyKey;
+use super::keys::VerifyKey;
 
 /// A token with an unknown key id refetches a set at most this often.
 const MIN_REFETCH: Duration = Duration::from_secs(30);

@@ -15,13 +15,8 @@ use serde_json::Value;
 use crate::config::{ClaimNames, JwtKey, JwtProvider};
 
 use super::jwks::{JwksCache, keys_from_jwks};
+use super::keys::VerifyKey;
 use super::principal::{AuthMethod, Principal};
-
-pub struct VerifyKey {
-    pub kid: Option<String>,
-    pub alg: Algorithm,
-    pub decoding: DecodingKey,
-}
 
 struct Provider {
     leeway: Duration,

@@ -5,6 +5,7 @@
 pub mod apikeys;
 pub mod jwks;
 pub mod jwt;
+pub mod keys;
 pub mod principal;
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::RedisStore;
 
-use super::link::{Failure, Link};
+use super::link::{Failure, Link, now_ms};
 use super::store::{Consumed, Item, Usage};
 
 const SCRIPT: &str = r#"
@@ -132,12 +132,6 @@ struct Batch {
 
 /// How long a batch marker is kept: far longer than any retry.
 const MARKER_TTL_MS: u64 = 7 * 86_400 * 1000;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 impl RedisLimits {
     pub fn new(config: RedisStore) -> Result<RedisLimits, String> {

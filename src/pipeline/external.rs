@@ -23,8 +23,8 @@ use crate::audit::body::Completing;
 use crate::config::{Authorizer, Gateway, TenantSource};
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, X_REQUEST_ID};
-use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
+use crate::state::{ConnInfo, Shared};
 
 use super::{Context, Input, Mode, ResponseBody, decide, record};
 
@@ -229,7 +229,7 @@ pub async fn authorize(
         let refusal = malformed("this listener answers no gateway");
         return refusal
             .into_response(&ctx.request_id)
-            .map(|body| Completing::new(body, None));
+            .map(|body| Completing::new(Either::Right(body), None));
     };
     let mut authorization = None;
     let decided = match original(&request, authorizer, &snapshot) {
@@ -279,7 +279,7 @@ pub async fn authorize(
             // nginx `auth_request` passes on only 401 and 403, and never the body: the problem
             // also travels in a header, for the gateway to answer with (deploy/nginx).
             let problem = HeaderValue::from_str(&refusal.json(&ctx.request_id).to_string());
-            let mut response = refusal.into_response(&ctx.request_id);
+            let mut response = refusal.into_response(&ctx.request_id).map(Either::Right);
             if let Ok(problem) = problem {
                 response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
             }

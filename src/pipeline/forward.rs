@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use crate::audit::body::Counted;
 use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
-use crate::server::Shared;
 use crate::snapshot::Snapshot;
+use crate::state::Shared;
 use crate::upstream::UpstreamError;
 use crate::upstream::body::{ClientBodyError, Guarded};
 

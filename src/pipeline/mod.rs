@@ -34,8 +34,8 @@ use crate::identity::Principal;
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::server::{ConnInfo, Shared};
 use crate::snapshot::Snapshot;
+use crate::state::{ConnInfo, Shared};
 use crate::tenants::Tenant;
 use crate::upstream::Streamed;
 
@@ -187,7 +187,7 @@ pub async fn handle(
         Ok(response) => response,
         Err(refusal) => {
             ctx.problem = Some(refusal.problem.slug());
-            refusal.into_response(&ctx.request_id)
+            refusal.into_response(&ctx.request_id).map(Either::Right)
         }
     };
     let headers = response.headers_mut();

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,18 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
 use crate::pipeline;
+use crate::state::ConnInfo;
 
-use super::Shared;
-
-/// What a request knows about the connection it came on.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The connection came in on an authorizer listener (its index in
-    /// `config.authorizers`): decide, never forward.
-    pub authorizer: Option<usize>,
-}
+use crate::state::Shared;
 
 /// The HTTP versions a listener speaks. hyper-util's auto builder detects HTTP/2 by its
 /// preface, but its upgrade-capable connection ignores `http1_only`, so a listener that must not

@@ -26,26 +26,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::upstream::UpstreamClient;
 
-pub use conn::ConnInfo;
-
-/// State shared by every connection and request of the process.
-pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
-    pub client: UpstreamClient,
-    pub metrics: Arc<Metrics>,
-    /// Load shedding: a request that cannot take a permit is answered 503.
-    pub in_flight: Semaphore,
-    /// Connections and upgraded tunnels, waited for on shutdown.
-    pub tasks: TaskTracker,
-    /// Set when shutdown begins; `/readyz` answers 503 from then on.
-    pub draining: AtomicBool,
-    /// Remote JWT key sets, kept across snapshots.
-    pub jwks: JwksCache,
-    /// Rate limit state and quota usage, kept across snapshots.
-    pub limits: Limits,
-    /// The audit log, when configured.
-    pub auditor: Option<Arc<Auditor>>,
-}
+use crate::state::{ConnInfo, Shared};
 
 /// A server whose sockets are open, ready to serve.
 pub struct Server {

@@ -3,44 +3,20 @@
 //! cert-manager rotation, a Kubernetes Secret's symlink swap) the new pair is validated and
 //! swapped in; a bad pair is refused, logged and counted, and the old one keeps serving.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Tls;
 use crate::metrics::Metrics;
+use crate::pem::load_certified_key;
 use crate::watch::FileWatch;
-
-/// Loads a certificate chain and its private key from PEM files and checks that they match.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no certificate in {}", cert_file.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("cannot read private key from {}: {e}", key_file.display()))?;
-    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key in {}: {e}", key_file.display()))?;
-    let certified = CertifiedKey::new(certs, signing_key);
-    certified.keys_match().map_err(|e| {
-        format!(
-            "{} and {} do not belong together: {e}",
-            cert_file.display(),
-            key_file.display()
-        )
-    })?;
-    Ok(certified)
-}
 
 /// Hands rustls whatever certificate is current.
 #[derive(Debug)]

@@ -12,7 +12,15 @@ use bytes::Bytes;
 use http::HeaderName;
 use http_body::{Body, Frame, SizeHint};
 
+use http_body_util::Limited;
+use hyper::body::Incoming;
+
+use crate::audit::body::Counted;
 use crate::headers;
+
+/// The body Tollgate sends upstream: the client's body, streamed, trailers guarded, with the
+/// size limit applied, counted for the audit record.
+pub type UpstreamBody = Counted<Limited<Guarded<Incoming>>>;
 
 /// The client's request body failed to parse: the client's fault, answered 400.
 #[derive(Debug)]

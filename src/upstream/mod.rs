@@ -3,36 +3,26 @@
 //! `upstream.http2` use hyper-util's pooled client with rustls.
 
 pub mod body;
+mod error;
 mod pool;
 
-use std::error::Error as StdError;
-use std::fmt;
-use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
-use http::header::UPGRADE;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
-use http_body_util::Limited;
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
-use crate::audit::body::Counted;
 use crate::config::Upstream;
+use crate::pem::load_roots;
 
-use body::Guarded;
+pub use body::UpstreamBody;
+pub use error::UpstreamError;
 pub use pool::Streamed;
 
-/// The body Tollgate sends upstream: the client's body, streamed, trailers guarded, with the
-/// size limit applied, counted for the audit record.
-pub type UpstreamBody = Counted<Limited<Guarded<Incoming>>>;
 type PooledClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// The client for the configured upstream.
@@ -81,53 +71,6 @@ impl UpstreamClient {
 }
 
 /// Whether the request asks to switch protocols (its connection cannot be reused).
-fn upgrades<B>(request: &Request<B>) -> bool {
-    request.headers().contains_key(UPGRADE)
-}
-
-/// Why the upstream gave no response.
-#[derive(Debug)]
-pub enum UpstreamError {
-    /// No connection could be opened.
-    Connect(io::Error),
-    /// The connection failed during the exchange.
-    Request(hyper::Error),
-    /// hyper-util's client failed (connecting or during the exchange).
-    Client(hyper_util::client::legacy::Error),
-}
-
-impl UpstreamError {
-    /// Whether no connection could be opened (refused, unreachable, timed out).
-    pub fn is_connect(&self) -> bool {
-        match self {
-            UpstreamError::Connect(_) => true,
-            UpstreamError::Request(_) => false,
-            UpstreamError::Client(e) => e.is_connect(),
-        }
-    }
-}
-
-impl fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UpstreamError::Connect(_) => f.write_str("cannot connect to the upstream"),
-            UpstreamError::Request(_) | UpstreamError::Client(_) => {
-                f.write_str("the upstream exchange failed")
-            }
-        }
-    }
-}
-
-impl StdError for UpstreamError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            UpstreamError::Connect(e) => Some(e),
-            UpstreamError::Request(e) => Some(e),
-            UpstreamError::Client(e) => Some(e),
-        }
-    }
-}
-
 /// Builds hyper-util's pooled client for the configured upstream.
 fn client(config: &Upstream) -> Result<PooledClient, String> {
     let mut http = HttpConnector::new();
@@ -160,21 +103,4 @@ fn client(config: &Upstream) -> Result<PooledClient, String> {
         .timer(TokioTimer::new())
         .http2_only(config.http2);
     Ok(builder.build(https))
-}
-
-/// Reads a PEM bundle of CA certificates.
-pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("bad CA certificate in {}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("no certificates in {}", path.display()));
-    }
-    Ok(roots)
 }

@@ -23,7 +23,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{UpstreamBody, UpstreamError};
+use super::body::UpstreamBody;
+use super::error::UpstreamError;
 use crate::config::Upstream;
 
 type Sender = SendRequest<UpstreamBody>;
@@ -74,7 +75,7 @@ impl Pool {
         {
             request.headers_mut().insert(HOST, host.clone());
         }
-        let reusable = !super::upgrades(&request);
+        let reusable = !upgrades(&request);
         let mut pooled = self.take();
         loop {
             let (mut sender, fresh) = match pooled.take() {
@@ -222,4 +223,9 @@ impl Body for Streamed {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Whether a request asks for a protocol upgrade (its connection is not reused).
+fn upgrades<B>(request: &Request<B>) -> bool {
+    request.headers().contains_key(http::header::UPGRADE)
 }
