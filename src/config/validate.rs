@@ -8,14 +8,14 @@ use std::time::Duration;
 use http::Uri;
 use ipnet::IpNet;
 
+use super::model::{
+    Admin, ApiKeys, Authorization, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider,
+    Limits, LimitsStore, Log, Server, Tenancy, Tls, Upstream,
+};
 use super::raw::Backend;
 use super::raw::{
     RawConfig, RawIdentity, RawJwtProvider, RawLimits, RawTenancy, RawTls, RawUpstream,
     TenantSource,
-};
-use super::{
-    Admin, ApiKeys, Authorization, ClaimNames, Config, Forwarding, Identity, JwtKey, JwtProvider,
-    Limits, LimitsStore, Log, Server, Tenancy, Tls, Upstream,
 };
 
 /// Collects errors as `key.path: message` lines.
@@ -181,7 +181,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             operator_roles: Vec::new(),
             strip_headers: Vec::new(),
             forward_token: true,
-            token_cache: super::TOKEN_CACHE,
+            token_cache: super::model::TOKEN_CACHE,
         },
     };
     let authorization = raw.authorization.map(|a| {
@@ -199,8 +199,10 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         Authorization {
             routes_file: errs.file("authorization.routes_file", base, &a.routes_file),
             policies_dir,
-            unmatched: a.unmatched.unwrap_or(super::Unmatched::Deny),
-            decision_cache: a.decision_cache.map_or(super::DECISION_CACHE, |b| b.0),
+            unmatched: a.unmatched.unwrap_or(super::model::Unmatched::Deny),
+            decision_cache: a
+                .decision_cache
+                .map_or(super::model::DECISION_CACHE, |b| b.0),
         }
     });
     let limits = match raw.limits {
@@ -230,7 +232,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
                         format!("{:?} is not a redis:// URL", r.url),
                     );
                 }
-                super::RedisStore {
+                super::model::RedisStore {
                     url: r.url,
                     timeout: errs.positive(
                         "limits.redis.timeout",
@@ -264,7 +266,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         if !a.stdout && a.file.is_none() {
             errs.push("audit", "needs a sink: `stdout: true` and/or a `file`");
         }
-        let file = a.file.map(|f| super::AuditFile {
+        let file = a.file.map(|f| super::model::AuditFile {
             path: tidy(&base.join(f.path)),
             max_bytes: f.max_bytes.map_or(100 * 1024 * 1024, |b| b.0),
             max_age: errs.positive(
@@ -273,19 +275,19 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
                 Duration::from_secs(24 * 3600),
             ),
             keep: f.keep.unwrap_or(10),
-            fsync: f.fsync.unwrap_or(super::Fsync::Interval),
+            fsync: f.fsync.unwrap_or(super::model::Fsync::Interval),
         });
-        super::Audit {
+        super::model::Audit {
             stdout: a.stdout,
             file,
             queue: errs.at_least("audit.queue", a.queue, 10_000, 1),
-            mode: a.mode.unwrap_or(super::AuditMode::Required),
-            records: a.records.unwrap_or(super::AuditRecords::Split),
-            client_ip: a.redact.client_ip.unwrap_or(super::Redaction::Keep),
-            user_agent: a.redact.user_agent.unwrap_or(super::Redaction::Keep),
+            mode: a.mode.unwrap_or(super::model::AuditMode::Required),
+            records: a.records.unwrap_or(super::model::AuditRecords::Split),
+            client_ip: a.redact.client_ip.unwrap_or(super::model::Redaction::Keep),
+            user_agent: a.redact.user_agent.unwrap_or(super::model::Redaction::Keep),
         }
     });
-    let mut authorizers: Vec<super::Authorizer> = Vec::new();
+    let mut authorizers: Vec<super::model::Authorizer> = Vec::new();
     let many = raw.authorizer.as_ref().is_some_and(|a| a.0.len() > 1);
     for (i, a) in raw
         .authorizer
@@ -316,14 +318,14 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             );
             continue;
         };
-        if a.envoy_path_prefix.is_some() && gateway != super::Gateway::Envoy {
+        if a.envoy_path_prefix.is_some() && gateway != super::model::Gateway::Envoy {
             errs.push(
                 &format!("{at}.envoy_path_prefix"),
                 "only an envoy listener has a path prefix",
             );
         }
         let prefix = a.envoy_path_prefix.unwrap_or_else(|| "/envoy".to_string());
-        authorizers.push(super::Authorizer {
+        authorizers.push(super::model::Authorizer {
             listen,
             gateway,
             envoy_path_prefix: format!("/{}", prefix.trim_matches('/')),
@@ -432,7 +434,7 @@ fn identity(errs: &mut Errors, base: &Path, raw: RawIdentity) -> Identity {
         operator_roles: raw.operator_roles,
         strip_headers,
         forward_token: raw.forward_token.unwrap_or(true),
-        token_cache: raw.token_cache.map_or(super::TOKEN_CACHE, |b| b.0),
+        token_cache: raw.token_cache.map_or(super::model::TOKEN_CACHE, |b| b.0),
     }
 }
 

@@ -20,8 +20,8 @@ use crate::upstream::UpstreamError;
 use crate::upstream::body::{ClientBodyError, Guarded};
 
 use super::admission::body_too_large;
+use super::context::{Context, ProxyBody};
 use super::normalize::Target;
-use super::{Context, ProxyBody};
 
 pub async fn forward(
     shared: &Shared,

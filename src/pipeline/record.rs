@@ -11,7 +11,7 @@ use crate::config::AuditRecords;
 use crate::identity::AuthMethod;
 use crate::metrics::Metrics;
 
-use super::Context;
+use super::context::Context;
 
 pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusCode) {
     let elapsed = ctx.started.elapsed();
