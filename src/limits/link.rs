@@ -94,6 +94,13 @@ impl Link {
         i64::try_from(now_ms()).unwrap_or(i64::MAX) + self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// The deadline, on Redis's clock, of a call sent now with `timeout`: three quarters of it,
+    /// so that an answer made just before can still arrive in time.
+    pub fn deadline(&self, timeout: Duration) -> i64 {
+        let margin = i64::try_from(timeout.as_millis() * 3 / 4).unwrap_or(i64::MAX);
+        self.redis_now_ms().saturating_add(margin)
+    }
+
     /// Learns Redis's clock from a reply made at `redis_ms`.
     pub fn saw_redis_time(&self, redis_ms: i64) {
         let local = i64::try_from(now_ms()).unwrap_or(i64::MAX);

@@ -8,6 +8,7 @@ pub mod link;
 pub mod local;
 pub mod period;
 pub mod rate;
+pub mod reconcile;
 pub mod redis;
 pub mod shared;
 pub mod store;

@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::RedisStore;
 
 use super::link::{Failure, Link, now_ms};
+use super::reconcile::Reconciler;
 use super::store::{Consumed, Item, Usage};
 
 const SCRIPT: &str = r#"
@@ -61,22 +61,6 @@ for j = 1, nq do out[#out + 1] = usage[j] end
 return out
 "#;
 
-/// Adds one tenant's outage counts, once: KEYS[1] marks the batch as applied, so a retry of a
-/// batch whose answer was lost adds nothing. Like the limits script, it does nothing past its
-/// deadline (ARGV[1], Redis time). ARGV[2] is the marker's lifetime (ms); then per counter KEYS[i]
-/// its count and expiry (s).
-const RECONCILE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now > tonumber(ARGV[1]) then return -1 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
-for i = 2, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
-  redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
-end
-return 1
-"#;
-
 /// One rate limit for the script.
 pub struct RateItem {
     pub key: String,
@@ -109,29 +93,13 @@ pub struct RedisLimits {
     pub config: RedisStore,
     link: Link,
     script: redis::Script,
-    reconcile_script: redis::Script,
     /// The last usage Redis reported per quota key: the base of the local fallback.
     last_usage: Mutex<HashMap<String, u64>>,
     /// "Exhausted until" answers by key and limit: (until, Unix ms).
     exhausted: moka::sync::Cache<String, u64>,
-    /// Outage counts not yet added to Redis, by batch.
-    pending: Mutex<Vec<Batch>>,
-    /// Names batches uniquely across processes and restarts.
-    batch_prefix: String,
-    batches: AtomicU64,
-    /// Whether `pending` holds anything (read on every successful call).
-    has_pending: AtomicBool,
+    /// Outage counts on their way to Redis.
+    reconciler: Reconciler,
 }
-
-/// One tenant's outage counts, added to Redis once under its id.
-struct Batch {
-    marker: String,
-    /// (key, count, expiry in seconds).
-    counts: Vec<(String, u64, u64)>,
-}
-
-/// How long a batch marker is kept: far longer than any retry.
-const MARKER_TTL_MS: u64 = 7 * 86_400 * 1000;
 
 impl RedisLimits {
     pub fn new(config: RedisStore) -> Result<RedisLimits, String> {
@@ -143,20 +111,13 @@ impl RedisLimits {
             config.breaker_failures,
             config.breaker_cooldown,
         );
-        let nonce = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
         Ok(RedisLimits {
             config,
             link,
             script: redis::Script::new(SCRIPT),
-            reconcile_script: redis::Script::new(RECONCILE),
             last_usage: Mutex::new(HashMap::new()),
             exhausted: moka::sync::Cache::builder().max_capacity(100_000).build(),
-            pending: Mutex::new(Vec::new()),
-            batch_prefix: format!("{}-{nonce:x}", std::process::id()),
-            batches: AtomicU64::new(0),
-            has_pending: AtomicBool::new(false),
+            reconciler: Reconciler::default(),
         })
     }
 
@@ -170,7 +131,15 @@ impl RedisLimits {
 
     /// Whether outage counts wait to be added to Redis.
     pub fn has_pending(&self) -> bool {
-        self.has_pending.load(Ordering::Relaxed)
+        self.reconciler.has_pending()
+    }
+
+    /// Adds counts made while Redis was away, and any still queued (see [`Reconciler`]).
+    pub async fn reconcile(&self, counts: Vec<(String, String, u64, u64)>) -> usize {
+        let (link, config) = (&self.link, &self.config);
+        self.reconciler
+            .reconcile(link, &config.prefix, config.timeout, counts)
+            .await
     }
 
     /// Whether this request may call Redis (breaker closed, or the half-open probe).
@@ -219,8 +188,7 @@ impl RedisLimits {
 
     /// The deadline on Redis's clock for a call sent now.
     fn deadline(&self) -> i64 {
-        let margin = i64::try_from(self.config.timeout.as_millis() * 3 / 4).unwrap_or(i64::MAX);
-        self.link.redis_now_ms().saturating_add(margin)
+        self.link.deadline(self.config.timeout)
     }
 
     /// One script call. `Err` means Redis did not answer (in time), or answered that the call
@@ -316,69 +284,6 @@ impl RedisLimits {
                 usage,
             },
         }
-    }
-
-    /// Queues counts made while Redis was away (tenant, key, count, expiry in seconds) and adds
-    /// every queued batch to Redis, each exactly once. Returns how many counters were written;
-    /// batches that fail stay queued for the next time Redis answers.
-    pub async fn reconcile(&self, counts: Vec<(String, String, u64, u64)>) -> usize {
-        let mut by_tenant: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
-        for (tenant, key, count, ttl) in counts {
-            by_tenant.entry(tenant).or_default().push((key, count, ttl));
-        }
-        let mut batches: Vec<Batch> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            self.has_pending.store(false, Ordering::Relaxed);
-            std::mem::take(&mut *pending)
-        };
-        for (tenant, counts) in by_tenant {
-            let n = self.batches.fetch_add(1, Ordering::Relaxed);
-            batches.push(Batch {
-                marker: format!(
-                    "{}:{{{tenant}}}:reconciled:{}-{n}",
-                    self.config.prefix, self.batch_prefix
-                ),
-                counts,
-            });
-        }
-        let mut written = 0;
-        let mut left = Vec::new();
-        for batch in batches {
-            if !left.is_empty() {
-                left.push(batch);
-                continue;
-            }
-            let mut invocation = self.reconcile_script.prepare_invoke();
-            invocation
-                .key(&batch.marker)
-                .arg(self.deadline())
-                .arg(MARKER_TTL_MS);
-            for (key, count, ttl) in &batch.counts {
-                invocation.key(key).arg(count).arg(ttl);
-            }
-            let result = self
-                .link
-                .run(self.config.timeout, async |mut connection| {
-                    invocation.invoke_async::<i64>(&mut connection).await
-                })
-                .await;
-            match result {
-                // Applied now, or by an earlier try whose answer was lost.
-                Ok(1 | 0) => written += batch.counts.len(),
-                Ok(_) => left.push(batch),
-                Err(Failure::Redis(e)) => {
-                    tracing::warn!(error = %e, "reconciling outage counts failed; will retry");
-                    left.push(batch);
-                }
-                Err(Failure::Released) => left.push(batch),
-            }
-        }
-        if !left.is_empty() {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.extend(left);
-            self.has_pending.store(true, Ordering::Relaxed);
-        }
-        written
     }
 
     /// Quota counters of a tenant held in Redis.
