@@ -1,0 +1,140 @@
+//! Raw → typed. Collects every problem it finds rather than stopping at the first, so that an
+//! operator fixes a file in one pass.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::model::{Admin, Config, Forwarding, Identity, Log, Server, TOKEN_CACHE};
+use super::raw::{RawConfig, RawForwarding, RawLog};
+
+mod errors;
+mod sections;
+mod stores;
+
+use errors::Errors;
+use sections::{identity, limits, tenancy, tls, upstream};
+use stores::{audit, authorization, authorizers, limits_store};
+
+pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec<String>> {
+    let mut errs = Errors(Vec::new());
+    let listen = errs.socket_addr(
+        "server.listen",
+        raw.server.listen.as_deref(),
+        "0.0.0.0:8080",
+    );
+    let tls = raw.server.tls.map(|t| tls(&mut errs, base, t));
+    let server = Server {
+        listen,
+        tls,
+        h2c: raw.server.h2c.unwrap_or(false),
+        drain_timeout: errs.positive(
+            "server.drain_timeout",
+            raw.server.drain_timeout,
+            Duration::from_secs(30),
+        ),
+        workers: raw.server.workers.unwrap_or(0),
+        limits: limits(&mut errs, raw.server.limits),
+    };
+    let admin = Admin {
+        listen: errs.socket_addr(
+            "admin.listen",
+            raw.admin.listen.as_deref(),
+            "127.0.0.1:9090",
+        ),
+        token: raw.admin.token.filter(|t| !t.is_empty()),
+    };
+    if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
+        errs.push("admin.token", "must be at least 16 characters");
+    }
+    if admin.listen == server.listen {
+        errs.push(
+            "admin.listen",
+            format!("{} is also server.listen", admin.listen),
+        );
+    }
+    let upstream = upstream(&mut errs, base, raw.upstream);
+    let forwarding = forwarding(&mut errs, raw.forwarding);
+    let log = log(&mut errs, raw.log);
+    let tenancy = raw.tenancy.map(|t| tenancy(&mut errs, base, t));
+    let identity = match raw.identity {
+        Some(raw) => identity(&mut errs, base, raw),
+        // Without an identity section every caller is anonymous, as with a plain proxy.
+        None => Identity {
+            anonymous: true,
+            api_keys: None,
+            jwt: Vec::new(),
+            operator_roles: Vec::new(),
+            strip_headers: Vec::new(),
+            forward_token: true,
+            token_cache: TOKEN_CACHE,
+        },
+    };
+    let authorization = raw.authorization.map(|a| authorization(&mut errs, base, a));
+    let limits = limits_store(&mut errs, base, raw.limits);
+    let audit = raw.audit.map(|a| audit(&mut errs, base, a));
+    let authorizers = authorizers(&mut errs, raw.authorizer, &[server.listen, admin.listen]);
+    if authorization.is_some() && tenancy.is_none() {
+        errs.push(
+            "authorization",
+            "needs a tenancy section: policies are evaluated per tenant",
+        );
+    }
+    if !errs.0.is_empty() {
+        return Err(errs.0);
+    }
+    Ok(Config {
+        source: source.to_string(),
+        server,
+        admin,
+        upstream,
+        forwarding,
+        log,
+        tenancy,
+        identity,
+        authorization,
+        limits,
+        audit,
+        metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
+        authorizers,
+    })
+}
+
+fn forwarding(errs: &mut Errors, raw: RawForwarding) -> Forwarding {
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+            parsed
+                .map_err(|_| {
+                    errs.push(
+                        &format!("forwarding.trusted_proxies[{i}]"),
+                        format!("invalid address or CIDR {text:?}"),
+                    )
+                })
+                .ok()
+        })
+        .collect();
+    Forwarding {
+        preserve_host: raw.preserve_host.unwrap_or(true),
+        trusted_proxies,
+        allow_underscores: raw.allow_underscores.unwrap_or(false),
+    }
+}
+
+fn log(errs: &mut Errors, raw: RawLog) -> Log {
+    let level = raw.level.unwrap_or_else(|| "info".to_string());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        errs.push("log.level", format!("invalid level {level:?} ({e})"));
+    }
+    Log {
+        format: raw.format.unwrap_or_default(),
+        level,
+    }
+}
