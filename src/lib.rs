@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;

@@ -29,6 +29,7 @@ mod protocols;
 mod redis_faults;
 mod reload;
 mod streaming;
+mod structure;
 mod tenancy;
 mod tls;
 mod upgrade;
