@@ -5,8 +5,9 @@
 
 pub mod admission;
 mod authorize;
+mod authorizer;
 mod context;
-pub mod external;
+pub mod entry;
 mod forward;
 mod identity;
 pub mod normalize;
@@ -19,102 +20,19 @@ pub mod tenant;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use http_body_util::Either;
-use hyper::body::Incoming;
+use http::{HeaderMap, Method, Uri, Version};
 
-use crate::audit::body::Completing;
-use crate::config::AuditRecords;
 use crate::error::{Problem, Refusal};
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers::{self};
 use crate::identity::Principal;
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::state::{ConnInfo, Shared};
 use crate::tenants::Tenant;
 
 pub use context::{Context, ProxyBody, ResponseBody};
 use normalize::Target;
-
-/// Serves one request from start to finish. Never fails: every refusal becomes an answer.
-pub async fn handle(
-    shared: &Arc<Shared>,
-    conn: ConnInfo,
-    request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    let snapshot = shared.snapshot.load_full();
-    let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
-    ctx.note(request.uri(), request.headers(), &snapshot);
-    let method = request.method().clone();
-    let mut response = match run(shared, &snapshot, &mut ctx, request).await {
-        Ok(response) => response,
-        Err(refusal) => {
-            ctx.problem = Some(refusal.problem.slug());
-            refusal.into_response(&ctx.request_id).map(Either::Right)
-        }
-    };
-    let headers = response.headers_mut();
-    headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    for (name, value) in ctx.rate_headers.drain(..) {
-        headers.insert(name, value);
-    }
-    record::record(&shared.metrics, &ctx, &method, response.status());
-    let completion = shared
-        .auditor
-        .as_ref()
-        .and_then(|auditor| record::audit(auditor, &ctx, &method, response.status()));
-    response.map(|body| Completing::new(body, completion))
-}
-
-async fn run(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    ctx: &mut Context,
-    request: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Refusal> {
-    // 0. admission: load shedding first, then size limits.
-    let _in_flight = shared.in_flight.try_acquire().map_err(|_| {
-        Refusal::new(
-            Problem::Overloaded,
-            "too many requests in flight; retry shortly",
-        )
-    })?;
-    admission::check(&snapshot.config.server.limits, request.headers())?;
-    // 1–5.
-    let input = Input {
-        method: request.method(),
-        uri: request.uri(),
-        version: request.version(),
-        headers: request.headers(),
-        mode: Mode::Proxy,
-        tenant: None,
-        principal: None,
-    };
-    let target = decide(
-        &shared.jwks,
-        &shared.metrics,
-        Some(&shared.limits),
-        snapshot,
-        ctx,
-        input,
-    )
-    .await?;
-    ctx.decided_us = Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
-    // The decision is on record before the request goes anywhere.
-    if let Some(auditor) = &shared.auditor
-        && auditor.records == AuditRecords::Split
-    {
-        let method = request.method().clone();
-        auditor
-            .record(record::decision(auditor, ctx, &method, None))
-            .await?;
-    }
-    ctx.forwarded = true;
-    // 8. forward.
-    forward::forward(shared, snapshot, ctx, request, target).await
-}
 
 /// Who asks [`decide`], which changes what it does with what it cannot forward as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,12 +106,7 @@ async fn drive<I>(
             let shared = shared.clone();
             let busy = Busy::begin(&activity);
             async move {
-                let response = match info.authorizer {
-                    Some(listener) => {
-                        pipeline::external::authorize(&shared, info, listener, request).await
-                    }
-                    None => pipeline::handle(&shared, info, request).await,
-                };
+                let response = pipeline::entry::serve(&shared, info, request).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }

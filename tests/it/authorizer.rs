@@ -30,6 +30,11 @@ pub async fn start() -> Setup {
 
 /// The full stack with one authorizer listener per gateway; `extra` is more top-level YAML.
 pub async fn start_with(extra: &str) -> Setup {
+    start_limited(extra, "").await
+}
+
+/// Like [`start_with`], with `server.limits` lines.
+pub async fn start_limited(extra: &str, limits: &str) -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
     let (nginx, envoy, traefik) = (loopback(), loopback(), loopback());
@@ -43,6 +48,8 @@ pub async fn start_with(extra: &str) -> Setup {
 {extra}"
         ),
     );
+    let mut options = options;
+    options.limits = limits.into();
     let tollgate = Tollgate::start(upstream.addr, options);
     Setup {
         upstream,
@@ -267,4 +274,42 @@ impl Setup {
         .await;
         key
     }
+}
+
+/// Authorizer mode takes the same way in as proxy mode: the in-flight limit and the header
+/// limits answer 503 and 431 there too, as problems the gateway can pass on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_limits_answer_431_and_503_in_authorizer_mode() {
+    let s = start_limited("", "max_headers: 20\nmax_in_flight: 1").await;
+    let names: Vec<String> = (0..30).map(|i| format!("x-h{i}")).collect();
+    let mut many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    many.extend([
+        ("host", "acme.app.test"),
+        ("x-original-uri", "/public/x"),
+        ("x-original-method", "GET"),
+    ]);
+    let reply = request(s.nginx, "GET", "/auth", &many).await;
+    reply.assert_problem(431, "headers-too-large");
+    assert!(reply.headers.contains_key("x-tollgate-problem"));
+    assert!(reply.headers.contains_key("x-request-id"));
+
+    // A slow proxied request holds the only permit; the gateway's question is refused meanwhile.
+    let addr = s.tollgate.addr;
+    let slow = tokio::spawn(async move {
+        crate::support::get(addr, "/public/slow/1500", &[("host", "acme.app.test")]).await
+    });
+    while s.upstream.seen().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let busy = nginx(&s, "GET", "acme.app.test", "/public/x", None).await;
+    busy.assert_problem(503, "overloaded");
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(
+        nginx(&s, "GET", "acme.app.test", "/public/x", None)
+            .await
+            .status,
+        200,
+        "capacity returns"
+    );
 }

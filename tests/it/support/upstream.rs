@@ -112,9 +112,10 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 async fn route(mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    // Also under `/public/`, the route anonymous callers may take in the full stack.
     let arg = |prefix: &str| {
-        path.strip_prefix(prefix)
-            .and_then(|n| n.parse::<u64>().ok())
+        let own = path.strip_prefix("/public").unwrap_or(&path);
+        own.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok())
     };
     if let Some(n) = arg("/download/") {
         return download(n);

@@ -1,4 +1,5 @@
-//! Authorizer mode: the same decision ([`super::decide`]) for a gateway that forwards requests
+//! Authorizer mode: the same decision ([`super::decide`]), through the same entry
+//! (`entry.rs`: admission, the in-flight limit, the final record), for a gateway that forwards requests
 //! itself and asks Tollgate first. Each authorizer listener answers one gateway and reads only
 //! that gateway's hints, so a client cannot pick the hints it likes:
 //!
@@ -12,21 +13,19 @@
 //! the trusted identity headers for the gateway to copy upstream, and what to do with the
 //! credentials in that gateway's terms. Refused: exactly the answer proxy mode would give.
 
-use std::sync::Arc;
-
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::audit::body::Completing;
 use crate::config::{Authorizer, Gateway, TenantSource};
 use crate::error::{Problem, Refusal};
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers;
 use crate::snapshot::Snapshot;
-use crate::state::{ConnInfo, Shared};
+use crate::state::Shared;
 
-use super::{Context, Input, Mode, ResponseBody, decide, record};
+use super::context::{Context, ProxyBody};
+use super::{Input, Mode, decide};
 
 static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
@@ -215,26 +214,25 @@ fn credentials(
     }
 }
 
-/// Decides one request for a gateway.
-pub async fn authorize(
-    shared: &Arc<Shared>,
-    conn: ConnInfo,
+/// Decides one request for a gateway: the original request from this listener's gateway's
+/// hints, [`decide`], and the answer in that gateway's terms. Returns the answer and the
+/// original method (for the record).
+pub async fn answer(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    ctx: &mut Context,
     listener: usize,
-    request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    let snapshot = shared.snapshot.load_full();
-    let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
+    request: &Request<Incoming>,
+) -> (Response<ProxyBody>, Method) {
     // The listeners come from the main file, which a reload never changes.
     let Some(authorizer) = snapshot.config.authorizers.get(listener) else {
         let refusal = malformed("this listener answers no gateway");
-        return refusal
-            .into_response(&ctx.request_id)
-            .map(|body| Completing::new(Either::Right(body), None));
+        return (refused(ctx, refusal), request.method().clone());
     };
     let mut authorization = None;
-    let decided = match original(&request, authorizer, &snapshot) {
+    let decided = match original(request, authorizer, snapshot) {
         Ok((method, uri, headers)) => {
-            ctx.note(&uri, &headers, &snapshot);
+            ctx.note(&uri, &headers, snapshot);
             let input = Input {
                 method: &method,
                 uri: &uri,
@@ -250,8 +248,8 @@ pub async fn authorize(
                 &shared.jwks,
                 &shared.metrics,
                 Some(&shared.limits),
-                &snapshot,
-                &mut ctx,
+                snapshot,
+                ctx,
                 input,
             )
             .await
@@ -262,7 +260,7 @@ pub async fn authorize(
         }
         Err(refusal) => Err(refusal),
     };
-    let (mut response, method) = match decided {
+    match decided {
         Ok(method) => {
             let mut response = Response::new(Either::Right(Full::default()));
             *response.status_mut() = StatusCode::OK;
@@ -271,30 +269,22 @@ pub async fn authorize(
             for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
                 h.insert(name, value.clone());
             }
-            credentials(h, &ctx, authorization, &snapshot, authorizer.gateway);
+            credentials(h, ctx, authorization, snapshot, authorizer.gateway);
             (response, method)
         }
-        Err(refusal) => {
-            ctx.problem = Some(refusal.problem.slug());
-            // nginx `auth_request` passes on only 401 and 403, and never the body: the problem
-            // also travels in a header, for the gateway to answer with (deploy/nginx).
-            let problem = HeaderValue::from_str(&refusal.json(&ctx.request_id).to_string());
-            let mut response = refusal.into_response(&ctx.request_id).map(Either::Right);
-            if let Ok(problem) = problem {
-                response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
-            }
-            (response, request.method().clone())
-        }
-    };
-    let h = response.headers_mut();
-    h.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    for (name, value) in ctx.rate_headers.drain(..) {
-        h.insert(name, value);
+        Err(refusal) => (refused(ctx, refusal), request.method().clone()),
     }
-    record::record(&shared.metrics, &ctx, &method, response.status());
-    if let Some(auditor) = &shared.auditor {
-        // Nothing is forwarded here: the decision record is the only one.
-        let _ = record::audit(auditor, &ctx, &method, response.status());
+}
+
+/// A refusal as a gateway gets it: the proxy-mode answer, and the problem in a header too,
+/// because nginx `auth_request` passes on only 401 and 403, and never the body (deploy/nginx
+/// answers with it).
+pub fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
+    ctx.problem = Some(refusal.problem.slug());
+    let problem = HeaderValue::from_str(&refusal.json(&ctx.request_id).to_string());
+    let mut response = refusal.into_response(&ctx.request_id).map(Either::Right);
+    if let Ok(problem) = problem {
+        response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
     }
-    response.map(|body| Completing::new(body, None))
+    response
 }
