@@ -132,6 +132,7 @@ fn main() {
     let limits = Limits::open(&d.snapshot.config.limits).unwrap();
     let metrics = Metrics::new().unwrap();
     let item = Item {
+        ends_in: 86_400,
         metric: "api_calls".into(),
         period: "2026-11".into(),
         limit: 1_000_000_000_000,
@@ -144,7 +145,7 @@ fn main() {
             let tenant = d.tenant(i % TENANTS);
             let principal = format!("user-{i}");
             let outcome = limits
-                .check(&metrics, tenant, &principal, None, &items, &[86_400])
+                .check(&metrics, tenant, &principal, None, &items)
                 .await
                 .unwrap();
             assert!(outcome.consumed.is_some());

@@ -242,6 +242,7 @@ fn quotas(c: &mut Criterion) {
         None => eprintln!("redis-server is not installed: the Redis backend is not measured"),
     }
     let item = Item {
+        ends_in: 86_400,
         metric: "api_calls".into(),
         period: "2026-11".into(),
         limit: 1_000_000_000_000,
@@ -260,7 +261,7 @@ fn quotas(c: &mut Criterion) {
             b.iter(|| {
                 let who = format!("user-{}", principal.fetch_add(1, Ordering::Relaxed) % 1000);
                 let outcome = rt
-                    .block_on(limits.check(&metrics, tenant, &who, None, &items, &[86_400]))
+                    .block_on(limits.check(&metrics, tenant, &who, None, &items))
                     .unwrap();
                 assert!(outcome.consumed.is_some());
             })

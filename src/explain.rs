@@ -151,7 +151,7 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         allowed: result.is_ok(),
         status,
         problem,
-        stage: ctx.stage,
+        stage: ctx.stage.name(),
         route: ctx.route.clone(),
         principal: ctx
             .principal

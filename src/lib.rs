@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod stage;
 pub mod state;
 pub mod tenants;
 pub mod upstream;

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::stage::Stage;
 use arc_swap::ArcSwap;
 use http::StatusCode;
 use prometheus::{
@@ -68,22 +69,9 @@ pub struct Metrics {
     /// `requests` by status code and `stage_duration` by stage, resolved once rather than
     /// hashed per request.
     by_status: Box<[OnceLock<IntCounter>]>,
-    /// In `STAGES` order.
+    /// In `Stage::ALL` order.
     by_stage: Vec<Histogram>,
 }
-
-/// The pipeline's stages (the `stage` label's values).
-pub const STAGES: [&str; 9] = [
-    "admission",
-    "normalize",
-    "tenant",
-    "route",
-    "identity",
-    "authorize",
-    "ratelimit",
-    "quota",
-    "forward",
-];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -293,9 +281,9 @@ impl Metrics {
             labelling: Mutex::new(()),
             max_tenants: AtomicUsize::new(1000),
             by_status: (0..1000).map(|_| OnceLock::new()).collect(),
-            by_stage: STAGES
+            by_stage: Stage::ALL
                 .iter()
-                .map(|s| stage_duration.with_label_values(&[s]))
+                .map(|s| stage_duration.with_label_values(&[s.name()]))
                 .collect(),
             stage_duration,
         })
@@ -337,18 +325,9 @@ impl Metrics {
     }
 
     /// Records the time spent in a stage.
-    pub fn observe_stage(&self, stage: &str, seconds: f64) {
-        // A scan of nine short names beats hashing one.
-        match STAGES
-            .iter()
-            .position(|s| *s == stage)
-            .and_then(|i| self.by_stage.get(i))
-        {
-            Some(histogram) => histogram.observe(seconds),
-            None => self
-                .stage_duration
-                .with_label_values(&[stage])
-                .observe(seconds),
+    pub fn observe_stage(&self, stage: Stage, seconds: f64) {
+        if let Some(histogram) = self.by_stage.get(stage.index()) {
+            histogram.observe(seconds);
         }
     }
 

@@ -18,8 +18,6 @@ pub struct Request<'a> {
     /// One key per rate limit of the tenant, in order (tenant, principal or route scoped).
     pub keys: &'a [String],
     pub items: &'a [Item],
-    /// Seconds until each item's period ends.
-    pub ttls: &'a [u64],
 }
 
 /// What the limits said about one request.

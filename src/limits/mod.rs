@@ -37,8 +37,7 @@ impl Limits {
         Ok(Limits { backend })
     }
 
-    /// Checks every rate limit and, if they allow, counts the quota items (`ttls`: seconds until
-    /// each item's period ends).
+    /// Checks every rate limit and, if they allow, counts the quota items.
     pub async fn check(
         &self,
         metrics: &Metrics,
@@ -46,7 +45,6 @@ impl Limits {
         principal: &str,
         route: Option<&str>,
         items: &[Item],
-        ttls: &[u64],
     ) -> Result<Outcome, Refusal> {
         let keys: Vec<String> = tenant
             .rate_limits
@@ -61,7 +59,6 @@ impl Limits {
             tenant,
             keys: &keys,
             items,
-            ttls,
         };
         self.backend.check(metrics, &request).await
     }

@@ -69,11 +69,15 @@ pub struct RateItem {
     pub burst: u64,
 }
 
+/// How long a quota key outlives its period: a day, so that a period's count can still be read
+/// (and reconciled into) just after it ends. The only place this margin is set.
+pub const GRACE_S: u64 = 86_400;
+
 /// One quota for the script: the item and its Redis key.
 pub struct QuotaItem<'a> {
     pub key: String,
     pub item: &'a Item,
-    /// Seconds until the period ends (the key's expiry, with a day of margin).
+    /// Seconds until the key expires: the period's end plus [`GRACE_S`].
     pub ttl: u64,
 }
 
@@ -264,7 +268,7 @@ impl RedisLimits {
                 let q = &quotas[index - 1];
                 self.exhausted.insert(
                     format!("{}/{}", q.key, q.item.limit),
-                    local_now + q.ttl.saturating_sub(86_400) * 1000,
+                    local_now + q.ttl.saturating_sub(GRACE_S) * 1000,
                 );
                 Verdict::QuotaExceeded {
                     index: index - 1,

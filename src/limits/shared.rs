@@ -20,6 +20,10 @@ use super::rate::Check;
 use super::redis::{self, QuotaItem, RateItem, RedisLimits, Verdict};
 use super::store::{Consumed, Item, QuotaStore, Usage};
 
+/// How long an outage count added to Redis is kept: longer than any quota period (a billing
+/// month) plus its grace.
+const OUTAGE_COUNT_TTL_S: u64 = 40 * 86_400;
+
 pub struct Shared {
     redis: RedisLimits,
     /// The fallback; its quota counts are the outage's, waiting to be added to Redis.
@@ -53,11 +57,10 @@ impl Shared {
         let quota_items: Vec<QuotaItem> = request
             .items
             .iter()
-            .zip(request.ttls)
-            .map(|(item, ttl)| QuotaItem {
+            .map(|item| QuotaItem {
                 key: redis.quota_key(&tenant.id, &item.metric, &item.period),
                 item,
-                ttl: ttl + 86_400,
+                ttl: item.ends_in + redis::GRACE_S,
             })
             .collect();
         if let Some(verdict) = redis.cached(&rate_items, &quota_items) {
@@ -130,7 +133,7 @@ impl Shared {
                     tenant.clone(),
                     redis.quota_key(tenant, &u.metric, &u.period),
                     u.count,
-                    40 * 86_400,
+                    OUTAGE_COUNT_TTL_S,
                 )
             })
             .collect();

@@ -23,6 +23,8 @@ pub struct Item {
     pub period: String,
     pub limit: u64,
     pub cost: u64,
+    /// Seconds until the period ends.
+    pub ends_in: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -230,6 +232,7 @@ mod tests {
 
     fn item(metric: &str, limit: u64, cost: u64) -> Item {
         Item {
+            ends_in: 86_400,
             metric: metric.into(),
             period: "2026-11".into(),
             limit,

@@ -15,6 +15,7 @@ use crate::authz::decide::Decision;
 use crate::headers;
 use crate::identity::Principal;
 use crate::snapshot::Snapshot;
+use crate::stage::Stage;
 use crate::state::ConnInfo;
 use crate::tenants::Tenant;
 use crate::upstream::Streamed;
@@ -32,7 +33,7 @@ pub struct Context {
     pub tls: bool,
     pub started: Instant,
     /// The stage running now; after a refusal, the stage that refused.
-    pub stage: &'static str,
+    pub stage: Stage,
     /// Set by the tenant stage when tenancy is configured.
     pub tenant: Option<Arc<Tenant>>,
     /// Set by the identity stage.
@@ -64,7 +65,7 @@ pub struct Context {
     /// The problem slug when refused.
     pub problem: Option<&'static str>,
     /// Time spent in each stage, in order.
-    pub stage_times: Vec<(&'static str, std::time::Duration)>,
+    pub stage_times: Vec<(Stage, std::time::Duration)>,
     stage_started: Instant,
 }
 
@@ -108,7 +109,7 @@ impl Context {
     }
 
     /// Moves to the next stage, recording the time spent in the current one.
-    pub fn enter(&mut self, stage: &'static str) {
+    pub fn enter(&mut self, stage: Stage) {
         let now = Instant::now();
         self.stage_times
             .push((self.stage, now - self.stage_started));
@@ -138,7 +139,7 @@ impl Context {
             peer_trusted,
             tls,
             started: now,
-            stage: "admission",
+            stage: Stage::Admission,
             tenant: None,
             principal: None,
             route: None,

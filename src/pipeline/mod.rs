@@ -29,6 +29,7 @@ use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::stage::Stage;
 use crate::tenants::Tenant;
 
 pub use context::{Context, ProxyBody, ResponseBody};
@@ -70,7 +71,7 @@ pub async fn decide(
     input: Input<'_>,
 ) -> Result<Target, Refusal> {
     // 1. normalize: the one canonical target every later stage and the upstream see.
-    ctx.enter("normalize");
+    ctx.enter(Stage::Normalize);
     // HTTP/1.0 may omit Host; HTTP/1.1 must send it and HTTP/2 sends :authority.
     let require_host = input.mode != Mode::Explain && input.version > Version::HTTP_10;
     let mut target = normalize::target(input.uri, input.headers, require_host)?;
@@ -84,7 +85,7 @@ pub async fn decide(
     ctx.path = target.path_and_query.path().to_string();
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
-    ctx.enter("tenant");
+    ctx.enter(Stage::Tenant);
     let tenancy = snapshot
         .config
         .tenancy
@@ -104,7 +105,7 @@ pub async fn decide(
     }
 
     // 3. route: the action and resource, from the canonical path.
-    ctx.enter("route");
+    ctx.enter(Stage::Route);
     let authorization = snapshot
         .config
         .authorization
@@ -153,7 +154,7 @@ pub async fn decide(
     target.request_trailers = route.as_ref().is_some_and(|r| r.route.request_trailers);
 
     // 4. identity, then the tenant from a token claim and the credentials-tenant check.
-    ctx.enter("identity");
+    ctx.enter(Stage::Identity);
     let principal = match input.principal {
         Some(forced) => forced,
         None => {
@@ -162,7 +163,7 @@ pub async fn decide(
         }
     };
     ctx.principal = Some(principal.clone());
-    ctx.enter("tenant");
+    ctx.enter(Stage::Tenant);
     if let Some((config, directory)) = tenancy {
         let operators = &snapshot.config.identity.operator_roles;
         ctx.tenant = Some(tenant::settle(
@@ -174,7 +175,7 @@ pub async fn decide(
     if let (Some((_, authz)), Some(found), Some(tenant)) =
         (authorization, &route, ctx.tenant.clone())
     {
-        ctx.enter("authorize");
+        ctx.enter(Stage::Authorize);
         let client_ip = headers::client_ip(input.headers, ctx.peer.ip(), |ip| {
             snapshot.is_trusted_proxy(ip)
         });
@@ -194,12 +195,12 @@ pub async fn decide(
 
     // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).
     if let (Some(limits), Some(tenant)) = (limits, ctx.tenant.clone()) {
-        ctx.enter("ratelimit");
+        ctx.enter(Stage::RateLimit);
         let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let costs = route.as_ref().map(|r| &r.route.quota_cost);
-        let (items, ttls) = quota::items(&tenant, costs, now);
+        let items = quota::items(&tenant, costs, now);
         let outcome = limits
             .check(
                 metrics,
@@ -207,18 +208,17 @@ pub async fn decide(
                 &principal.id,
                 ctx.route.as_deref(),
                 &items,
-                &ttls,
             )
             .await?;
         let legacy = snapshot.config.limits.legacy_headers;
         let (headers, result) = ratelimit::respond(metrics, &tenant, &outcome.checks, legacy);
         ctx.rate_headers = headers;
         result?;
-        ctx.enter("quota");
+        ctx.enter(Stage::Quota);
         if let Some(consumed) = outcome.consumed {
-            quota::respond(metrics, &tenant, &items, &ttls, consumed)?;
+            quota::respond(metrics, &tenant, &items, consumed)?;
         }
     }
-    ctx.enter("forward");
+    ctx.enter(Stage::Forward);
     Ok(target)
 }

@@ -12,13 +12,8 @@ use crate::metrics::Metrics;
 use crate::tenants::Tenant;
 
 /// What a request costs of each quota, with the seconds until each period ends.
-pub fn items(
-    tenant: &Tenant,
-    costs: Option<&BTreeMap<String, u64>>,
-    now: u64,
-) -> (Vec<Item>, Vec<u64>) {
+pub fn items(tenant: &Tenant, costs: Option<&BTreeMap<String, u64>>, now: u64) -> Vec<Item> {
     let mut items = Vec::with_capacity(tenant.quotas.len());
-    let mut ttls = Vec::with_capacity(tenant.quotas.len());
     for (metric, quota) in &tenant.quotas {
         let default = u64::from(metric == "api_calls");
         let cost = costs
@@ -34,10 +29,10 @@ pub fn items(
             period: key,
             limit: quota.limit,
             cost,
+            ends_in: end.saturating_sub(now).max(1),
         });
-        ttls.push(end.saturating_sub(now).max(1));
     }
-    (items, ttls)
+    items
 }
 
 /// Turns what the store said into an answer.
@@ -45,7 +40,6 @@ pub fn respond(
     metrics: &Metrics,
     tenant: &Tenant,
     items: &[Item],
-    ttls: &[u64],
     consumed: Consumed,
 ) -> Result<(), Refusal> {
     match consumed {
@@ -69,7 +63,7 @@ pub fn respond(
             Ok(())
         }
         Consumed::Exceeded { index, usage } => {
-            let (Some(item), Some(ttl)) = (items.get(index), ttls.get(index)) else {
+            let Some(item) = items.get(index) else {
                 return Err(Refusal::new(Problem::QuotaExceeded, "a quota is used up"));
             };
             metrics
@@ -83,7 +77,7 @@ pub fn respond(
                     item.metric, item.limit, item.period
                 ),
             )
-            .retry_after(*ttl))
+            .retry_after(item.ends_in))
         }
     }
 }

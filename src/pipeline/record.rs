@@ -29,10 +29,10 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
     };
     metrics
         .tenant_requests
-        .with_label_values(&[tenant, plan, decision, ctx.stage])
+        .with_label_values(&[tenant, plan, decision, ctx.stage.name()])
         .inc();
     for (stage, time) in &ctx.stage_times {
-        metrics.observe_stage(stage, time.as_secs_f64());
+        metrics.observe_stage(*stage, time.as_secs_f64());
     }
     tracing::debug!(
         request_id = ctx.request_id.to_str().unwrap_or_default(),
@@ -70,7 +70,7 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
     });
     let refused = ctx.problem.is_some() && !ctx.forwarded;
     r.decision = Some(if refused { "deny" } else { "allow" });
-    r.stage = Some(ctx.stage);
+    r.stage = Some(ctx.stage.name());
     r.problem = ctx.problem;
     if let Some(decision) = &ctx.decision {
         r.policies = decision.policies.clone();
