@@ -24,23 +24,14 @@ pub fn respond(
         return (Vec::new(), Ok(()));
     }
     let limits = tenant.rate_limits.iter().zip(checks);
-    let policy: Vec<String> = limits
-        .clone()
-        .map(|(l, _)| {
-            format!(
-                "\"{}\";q={};w={}",
-                l.name,
-                l.limit,
-                l.window.as_secs().max(1)
-            )
-        })
-        .collect();
     let state: Vec<String> = limits
         .clone()
         .map(|(l, c)| format!("\"{}\";r={};t={}", l.name, c.remaining, ceil_secs(c.reset)))
         .collect();
     let mut headers = Vec::with_capacity(5);
-    push(&mut headers, "ratelimit-policy", &policy.join(", "));
+    if let Some(policy) = &tenant.rate_limit_policy {
+        headers.push((HeaderName::from_static("ratelimit-policy"), policy.clone()));
+    }
     push(&mut headers, "ratelimit", &state.join(", "));
     // The most restrictive: a refusing limit with the longest wait, else the fewest remaining.
     let tightest =

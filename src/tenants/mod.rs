@@ -77,6 +77,8 @@ pub struct Tenant {
     pub billing_day: u8,
     /// `x-tenant-*` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The `RateLimit-Policy` header of its rate limits, built once (`None` without any).
+    pub rate_limit_policy: Option<HeaderValue>,
 }
 
 impl Tenant {
@@ -265,6 +267,7 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
         }
         let tenant = Arc::new(Tenant {
             headers: tenant_headers(&t.id, &plan.id, &features, &limits),
+            rate_limit_policy: plans::policy_header(&rate_limits),
             id: t.id.clone(),
             name: t.name.clone().unwrap_or_else(|| t.id.clone()),
             plan,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use serde::Deserialize;
 
 use crate::config::units::Dur;
@@ -109,6 +110,26 @@ pub struct RateLimit {
     pub window: Duration,
     pub burst: Option<u64>,
     pub per: Scope,
+}
+
+/// `RateLimit-Policy` (IETF httpapi draft) for a list of rate limits: `"name";q=limit;w=window`
+/// each; `None` for none, or for names a header cannot carry.
+pub fn policy_header(limits: &[RateLimit]) -> Option<HeaderValue> {
+    if limits.is_empty() {
+        return None;
+    }
+    let policy: Vec<String> = limits
+        .iter()
+        .map(|l| {
+            format!(
+                "\"{}\";q={};w={}",
+                l.name,
+                l.limit,
+                l.window.as_secs().max(1)
+            )
+        })
+        .collect();
+    HeaderValue::from_str(&policy.join(", ")).ok()
 }
 
 impl RateLimit {
