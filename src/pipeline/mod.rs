@@ -35,6 +35,85 @@ use crate::tenants::Tenant;
 pub use context::{Context, ProxyBody, ResponseBody};
 use normalize::Target;
 
+/// Stage 1: the canonical target, and what no mode passes on (a repeated single-value header,
+/// `CONNECT`).
+fn canonical(snapshot: &Snapshot, input: &Input<'_>) -> Result<Target, Refusal> {
+    // HTTP/1.0 may omit Host; HTTP/1.1 must send it and HTTP/2 sends :authority.
+    let require_host = input.mode != Mode::Explain && input.version > Version::HTTP_10;
+    let target = normalize::target(input.uri, input.headers, require_host)?;
+    normalize::single_valued(input.headers, &snapshot.single_headers)?;
+    if input.method == Method::CONNECT {
+        return Err(Refusal::new(
+            Problem::MalformedRequest,
+            "CONNECT tunnels are not proxied",
+        ));
+    }
+    Ok(target)
+}
+
+/// Whether an `Upgrade` may become a tunnel: only a WebSocket handshake on a route that allows
+/// it (any route, without authorization), because anything sent through a tunnel is never
+/// judged. A gateway cannot have the upgrade removed, so in authorizer mode another is refused.
+fn upgrade(
+    target: &mut Target,
+    input: &Input<'_>,
+    authorizing: bool,
+    route: Option<&crate::authz::routes::RouteMatch<'_>>,
+) -> Result<(), Refusal> {
+    if !headers::upgrade_requested(input.headers) {
+        return Ok(());
+    }
+    let allowed = !authorizing || route.is_some_and(|r| r.route.websocket);
+    target.websocket = allowed
+        && match input.mode {
+            Mode::Authorizer => input
+                .headers
+                .get(http::header::UPGRADE)
+                .is_some_and(headers::is_websocket),
+            Mode::Proxy | Mode::Explain => {
+                headers::websocket_handshake(input.method, input.version, input.headers)
+            }
+        };
+    if !target.websocket && input.mode == Mode::Authorizer {
+        return Err(Refusal::new(
+            Problem::MalformedRequest,
+            "only a WebSocket upgrade on a route that allows it may switch protocols",
+        ));
+    }
+    Ok(())
+}
+
+/// Stages 6–7: the plan's rate limits, then its quotas, checked and counted in one call; the
+/// rate-limit headers go on the answer either way.
+async fn limit(
+    limits: &Limits,
+    metrics: &Metrics,
+    snapshot: &Snapshot,
+    ctx: &mut Context,
+    tenant: &Tenant,
+    principal: &Principal,
+    costs: Option<&std::collections::BTreeMap<String, u64>>,
+) -> Result<(), Refusal> {
+    ctx.enter(Stage::RateLimit);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let items = quota::items(tenant, costs, now);
+    let route = ctx.route.as_deref();
+    let outcome = limits
+        .check(metrics, tenant, &principal.id, route, &items)
+        .await?;
+    let legacy = snapshot.config.limits.legacy_headers;
+    let (headers, result) = ratelimit::respond(metrics, tenant, &outcome.checks, legacy);
+    ctx.rate_headers = headers;
+    result?;
+    ctx.enter(Stage::Quota);
+    if let Some(consumed) = outcome.consumed {
+        quota::respond(metrics, tenant, &items, consumed)?;
+    }
+    Ok(())
+}
+
 /// Who asks [`decide`], which changes what it does with what it cannot forward as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -72,16 +151,7 @@ pub async fn decide(
 ) -> Result<Target, Refusal> {
     // 1. normalize: the one canonical target every later stage and the upstream see.
     ctx.enter(Stage::Normalize);
-    // HTTP/1.0 may omit Host; HTTP/1.1 must send it and HTTP/2 sends :authority.
-    let require_host = input.mode != Mode::Explain && input.version > Version::HTTP_10;
-    let mut target = normalize::target(input.uri, input.headers, require_host)?;
-    normalize::single_valued(input.headers, &snapshot.single_headers)?;
-    if input.method == Method::CONNECT {
-        return Err(Refusal::new(
-            Problem::MalformedRequest,
-            "CONNECT tunnels are not proxied",
-        ));
-    }
+    let mut target = canonical(snapshot, &input)?;
     ctx.path = target.path_and_query.path().to_string();
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
@@ -91,7 +161,7 @@ pub async fn decide(
         .tenancy
         .as_ref()
         .zip(snapshot.tenants.as_ref());
-    let resolved = match (input.tenant, tenancy) {
+    let resolved = match (input.tenant.clone(), tenancy) {
         (Some(forced), _) => Some(forced),
         (None, Some((config, directory))) => {
             tenant::resolve(config, directory, &mut target, input.headers)?
@@ -127,30 +197,7 @@ pub async fn decide(
     }
     // After a tenant path prefix was stripped, this is the path authorized and forwarded.
     ctx.path = target.path_and_query.path().to_string();
-    // Only a WebSocket handshake on a route that allows it may become a tunnel: anything sent
-    // through a tunnel is never judged.
-    if headers::upgrade_requested(input.headers) {
-        let allowed = match &authorization {
-            None => true,
-            Some(_) => route.as_ref().is_some_and(|r| r.route.websocket),
-        };
-        target.websocket = allowed
-            && match input.mode {
-                Mode::Authorizer => input
-                    .headers
-                    .get(http::header::UPGRADE)
-                    .is_some_and(headers::is_websocket),
-                Mode::Proxy | Mode::Explain => {
-                    headers::websocket_handshake(input.method, input.version, input.headers)
-                }
-            };
-        if !target.websocket && input.mode == Mode::Authorizer {
-            return Err(Refusal::new(
-                Problem::MalformedRequest,
-                "only a WebSocket upgrade on a route that allows it may switch protocols",
-            ));
-        }
-    }
+    upgrade(&mut target, &input, authorization.is_some(), route.as_ref())?;
     target.request_trailers = route.as_ref().is_some_and(|r| r.route.request_trailers);
 
     // 4. identity, then the tenant from a token claim and the credentials-tenant check.
@@ -176,14 +223,11 @@ pub async fn decide(
         (authorization, &route, ctx.tenant.clone())
     {
         ctx.enter(Stage::Authorize);
-        let client_ip = headers::client_ip(input.headers, ctx.peer.ip(), |ip| {
-            snapshot.is_trusted_proxy(ip)
-        });
         let request = authorize::Request {
             tenant: &tenant,
             principal: &principal,
             route: found,
-            client_ip,
+            client_ip: ctx.client_ip,
             method: input.method,
             path: target.path_and_query.path(),
         };
@@ -195,29 +239,8 @@ pub async fn decide(
 
     // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).
     if let (Some(limits), Some(tenant)) = (limits, ctx.tenant.clone()) {
-        ctx.enter(Stage::RateLimit);
-        let now = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let costs = route.as_ref().map(|r| &r.route.quota_cost);
-        let items = quota::items(&tenant, costs, now);
-        let outcome = limits
-            .check(
-                metrics,
-                &tenant,
-                &principal.id,
-                ctx.route.as_deref(),
-                &items,
-            )
-            .await?;
-        let legacy = snapshot.config.limits.legacy_headers;
-        let (headers, result) = ratelimit::respond(metrics, &tenant, &outcome.checks, legacy);
-        ctx.rate_headers = headers;
-        result?;
-        ctx.enter(Stage::Quota);
-        if let Some(consumed) = outcome.consumed {
-            quota::respond(metrics, &tenant, &items, consumed)?;
-        }
+        limit(limits, metrics, snapshot, ctx, &tenant, &principal, costs).await?;
     }
     ctx.enter(Stage::Forward);
     Ok(target)
