@@ -117,6 +117,15 @@ impl Server {
             config,
             authorizers,
         } = self;
+        // The bound addresses, for whoever asked for port 0 (the tests do).
+        let show = |addr: std::io::Result<SocketAddr>| {
+            addr.map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+        };
+        tracing::info!(
+            proxy = %show(listener.local_addr()),
+            admin = %show(admin.local_addr()),
+            "listening"
+        );
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
         let flush_interval = config.limits.flush_interval;

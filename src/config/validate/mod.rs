@@ -49,7 +49,8 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
     if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
         errs.push("admin.token", "must be at least 16 characters");
     }
-    if admin.listen == server.listen {
+    // Port 0 asks the system for a free port: two of them never collide.
+    if admin.listen == server.listen && admin.listen.port() != 0 {
         errs.push(
             "admin.listen",
             format!("{} is also server.listen", admin.listen),
@@ -75,7 +76,11 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
     let authorization = raw.authorization.map(|a| authorization(&mut errs, base, a));
     let limits = limits_store(&mut errs, base, raw.limits);
     let audit = raw.audit.map(|a| audit(&mut errs, base, a));
-    let authorizers = authorizers(&mut errs, raw.authorizer, &[server.listen, admin.listen]);
+    let taken: Vec<_> = [server.listen, admin.listen]
+        .into_iter()
+        .filter(|a| a.port() != 0)
+        .collect();
+    let authorizers = authorizers(&mut errs, raw.authorizer, &taken);
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",

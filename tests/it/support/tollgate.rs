@@ -101,8 +101,10 @@ fn indent(block: &str, spaces: usize) -> String {
 impl Tollgate {
     pub fn start(upstream: SocketAddr, options: Options) -> Tollgate {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Tollgate binds port 0 and logs what it got: no port can be taken by someone else
+        // between choosing it and binding it.
+        let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addr, admin) = (unbound, unbound);
         let url = options
             .upstream_url
             .clone()
@@ -156,11 +158,36 @@ impl Tollgate {
         fs::read_to_string(self.path("tollgate.log")).unwrap_or_default()
     }
 
+    /// The addresses the process logged it listens on, once it has.
+    fn bound(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let log = self.log();
+        let line = log.lines().rev().find(|l| l.contains("listening"))?;
+        // `proxy=1.2.3.4:5` in human logs, `"proxy":"1.2.3.4:5"` in JSON ones.
+        let field = |name: &str| {
+            let (key, end) = if line.starts_with('{') {
+                (format!("\"{name}\":\""), '"')
+            } else {
+                (format!("{name}="), ' ')
+            };
+            let at = line.find(&key)? + key.len();
+            line[at..].split(end).next()?.parse().ok()
+        };
+        Some((field("proxy")?, field("admin")?))
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("tollgate exited with {status}:\n{}", self.log());
+            }
+            if self.addr.port() == 0 {
+                if let Some((addr, admin)) = self.bound() {
+                    (self.addr, self.admin) = (addr, admin);
+                    self.pin_ports();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
             if admin_get(self.admin, "/readyz").is_some_and(|(status, _)| status == 200) {
                 return;
@@ -168,6 +195,24 @@ impl Tollgate {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("tollgate did not become ready:\n{}", self.log());
+    }
+
+    /// Writes the bound ports into the configuration, so that a restart listens on them again.
+    fn pin_ports(&self) {
+        let config = self.path("tollgate.yaml");
+        let yaml = fs::read_to_string(&config).unwrap();
+        let yaml = yaml
+            .replacen(
+                "  listen: 127.0.0.1:0\n",
+                &format!("  listen: {}\n", self.addr),
+                1,
+            )
+            .replacen(
+                "  listen: 127.0.0.1:0\n",
+                &format!("  listen: {}\n", self.admin),
+                1,
+            );
+        fs::write(config, yaml).unwrap();
     }
 
     pub fn pid(&self) -> u32 {
