@@ -66,39 +66,7 @@ pub enum Command {
         mfa: bool,
     },
     /// Run the decision pipeline for one request without forwarding it, and explain the decision.
-    Authorize {
-        #[command(flatten)]
-        config: ConfigFile,
-        #[arg(long)]
-        tenant: String,
-        /// Authenticate with this token (as `Authorization: Bearer`).
-        #[arg(long, conflicts_with = "user")]
-        token: Option<String>,
-        /// Decide for this user instead of authenticating a token.
-        #[arg(long)]
-        user: Option<String>,
-        /// Comma-separated roles of --user.
-        #[arg(long, value_delimiter = ',')]
-        roles: Vec<String>,
-        /// Comma-separated scopes of --user.
-        #[arg(long, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// --user authenticated with multi-factor authentication.
-        #[arg(long)]
-        mfa: bool,
-        #[arg(long, default_value = "GET")]
-        method: String,
-        #[arg(long)]
-        path: String,
-        /// A request header, `Name: value`; repeat for several.
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        /// The client address the policies see.
-        #[arg(long, default_value = "127.0.0.1")]
-        ip: std::net::IpAddr,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
+    Authorize(AuthorizeArgs),
     /// Run policy test cases (YAML); exit 1 if any fails.
     Test {
         #[command(flatten)]
@@ -184,6 +152,42 @@ pub enum KeysCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
     },
+}
+
+/// `tollgate authorize`: the request to decide, and who asks.
+#[derive(Args)]
+pub struct AuthorizeArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
+    #[arg(long)]
+    pub tenant: String,
+    /// Authenticate with this token (as `Authorization: Bearer`).
+    #[arg(long, conflicts_with = "user")]
+    pub token: Option<String>,
+    /// Decide for this user instead of authenticating a token.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Comma-separated roles of --user.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Comma-separated scopes of --user.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// --user authenticated with multi-factor authentication.
+    #[arg(long)]
+    pub mfa: bool,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    #[arg(long)]
+    pub path: String,
+    /// A request header, `Name: value`; repeat for several.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The client address the policies see.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: std::net::IpAddr,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 #[cfg(test)]

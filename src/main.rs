@@ -1,11 +1,12 @@
 //! The `tollgate` command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use tollgate::cli::{Cli, Command, Format, KeysCommand, UsageFormat};
+use tollgate::cli::{AuthorizeArgs, Cli, Command, ConfigFile, Format, KeysCommand, UsageFormat};
 use tollgate::config::Config;
 use tollgate::demo::{self, DemoAddrs};
 use tollgate::server::Server;
@@ -39,98 +40,14 @@ fn main() -> ExitCode {
             };
             commands::token(&snapshot, &request)
         })),
-        Command::Authorize {
-            config,
-            tenant,
-            token,
-            user,
-            roles,
-            scopes,
-            mfa,
-            method,
-            path,
-            headers,
-            ip,
-            format,
-        } => {
-            let snapshot = match commands::load(&config.file) {
-                Ok(snapshot) => snapshot,
-                Err(e) => return fail(&e),
-            };
-            let mut pairs: Vec<(String, String)> = headers
-                .iter()
-                .map(|h| {
-                    h.split_once(':')
-                        .map_or((h.clone(), String::new()), |(k, v)| (k.into(), v.into()))
-                })
-                .collect();
-            if let Some(token) = token {
-                pairs.push(("authorization".into(), format!("Bearer {token}")));
-            }
-            let spec = user.map(|id| explain::PrincipalSpec {
-                id,
-                roles,
-                scopes,
-                mfa,
-                ..Default::default()
-            });
-            let ask = explain::Ask {
-                tenant: &tenant,
-                principal: spec.as_ref(),
-                method: &method,
-                path: &path,
-                headers: &pairs,
-                client_ip: ip,
-            };
-            run(async {
-                let outcome = explain::explain(&snapshot, &ask).await?;
-                match format {
-                    Format::Text => print!("{}", outcome.text()),
-                    Format::Json => println!("{}", outcome.json()),
-                }
-                if outcome.allowed {
-                    Ok(())
-                } else {
-                    Err(String::new())
-                }
-            })
-        }
-        Command::Test { config, dir } => {
-            let snapshot = match commands::load(&config.file) {
-                Ok(snapshot) => snapshot,
-                Err(e) => return fail(&e),
-            };
-            let dir = match (dir, &snapshot.config.authorization) {
-                (Some(dir), _) => dir,
-                (None, Some(a)) => a.policies_dir.join("tests"),
-                (None, None) => return fail("the configuration has no authorization section"),
-            };
-            run(async {
-                let (report, passed) = explain::run_tests(&snapshot, &dir).await?;
-                print!("{report}");
-                if passed { Ok(()) } else { Err(String::new()) }
-            })
-        }
+        Command::Authorize(args) => authorize(args),
+        Command::Test { config, dir } => test(&config, dir),
         Command::Usage {
             config,
             tenant,
             period,
             format,
-        } => {
-            let snapshot = match commands::load(&config.file) {
-                Ok(snapshot) => snapshot,
-                Err(e) => return fail(&e),
-            };
-            run(async {
-                let reports =
-                    commands::usage(&snapshot, tenant.as_deref(), period.as_deref()).await?;
-                match format {
-                    UsageFormat::Table => print!("{}", tollgate::limits::usage::table(&reports)),
-                    UsageFormat::Json => println!("{}", serde_json::Value::Array(reports)),
-                }
-                Ok(())
-            })
-        }
+        } => usage(&config, tenant.as_deref(), period.as_deref(), format),
         Command::Audit {
             file,
             tenant,
@@ -193,6 +110,91 @@ fn main() -> ExitCode {
             demo::run(addrs, shutdown_signal()).await
         }),
     }
+}
+
+/// `tollgate authorize`: explains the decision; exit 1 on a deny.
+fn authorize(args: AuthorizeArgs) -> ExitCode {
+    let snapshot = match commands::load(&args.config.file) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return fail(&e),
+    };
+    let mut pairs: Vec<(String, String)> = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map_or((h.clone(), String::new()), |(k, v)| (k.into(), v.into()))
+        })
+        .collect();
+    if let Some(token) = &args.token {
+        pairs.push(("authorization".into(), format!("Bearer {token}")));
+    }
+    let spec = args.user.map(|id| explain::PrincipalSpec {
+        id,
+        roles: args.roles,
+        scopes: args.scopes,
+        mfa: args.mfa,
+        ..Default::default()
+    });
+    let ask = explain::Ask {
+        tenant: &args.tenant,
+        principal: spec.as_ref(),
+        method: &args.method,
+        path: &args.path,
+        headers: &pairs,
+        client_ip: args.ip,
+    };
+    run(async {
+        let outcome = explain::explain(&snapshot, &ask).await?;
+        match args.format {
+            Format::Text => print!("{}", outcome.text()),
+            Format::Json => println!("{}", outcome.json()),
+        }
+        if outcome.allowed {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+}
+
+/// `tollgate test`: runs the policy test cases; exit 1 if one fails.
+fn test(config: &ConfigFile, dir: Option<PathBuf>) -> ExitCode {
+    let snapshot = match commands::load(&config.file) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return fail(&e),
+    };
+    let dir = match (dir, &snapshot.config.authorization) {
+        (Some(dir), _) => dir,
+        (None, Some(a)) => a.policies_dir.join("tests"),
+        (None, None) => return fail("the configuration has no authorization section"),
+    };
+    run(async {
+        let (report, passed) = explain::run_tests(&snapshot, &dir).await?;
+        print!("{report}");
+        if passed { Ok(()) } else { Err(String::new()) }
+    })
+}
+
+/// `tollgate usage`: quota usage, from the running Tollgate or the store.
+fn usage(
+    config: &ConfigFile,
+    tenant: Option<&str>,
+    period: Option<&str>,
+    format: UsageFormat,
+) -> ExitCode {
+    let snapshot = match commands::load(&config.file) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return fail(&e),
+    };
+    run(async {
+        let reports = commands::usage(&snapshot, tenant, period).await?;
+        match format {
+            UsageFormat::Table => print!("{}", tollgate::limits::usage::table(&reports)),
+            UsageFormat::Json => println!("{}", serde_json::Value::Array(reports)),
+        }
+        Ok(())
+    })
 }
 
 /// Prints a command's result: the text on stdout and exit 0, or the error on stderr and exit 1.
