@@ -6,9 +6,10 @@
 use std::error::Error as StdError;
 
 use http::header::{AUTHORIZATION, HOST};
-use http::{Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::audit::body::Counted;
@@ -16,8 +17,8 @@ use crate::error::{Problem, Refusal};
 use crate::headers::{self, ClientSide, X_REQUEST_ID};
 use crate::snapshot::Snapshot;
 use crate::state::Shared;
-use crate::upstream::UpstreamError;
 use crate::upstream::body::{ClientBodyError, Guarded};
+use crate::upstream::{Streamed, UpstreamError};
 
 use super::admission::body_too_large;
 use super::context::{Context, ProxyBody};
@@ -44,39 +45,14 @@ pub async fn forward(
     } else {
         Version::HTTP_11
     };
-    let h = &mut parts.headers;
-    headers::strip_hop_by_hop(h);
-    if websocket {
-        headers::restore_websocket(h);
-    }
-    // Reserved headers from the client are never believed: removed, then the trusted values set.
-    let underscores = config.forwarding.allow_underscores;
-    headers::strip_reserved(h, &snapshot.strip_headers, underscores);
-    if !ctx.forwards_authorization(&config.identity) {
-        h.remove(AUTHORIZATION);
-    }
-    let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
-    for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
-        h.insert(name, value.clone());
-    }
-    headers::set_forwarded(
-        h,
-        &ClientSide {
-            peer: ctx.peer.ip(),
-            peer_trusted: ctx.peer_trusted,
-            proto: if ctx.tls { "https" } else { "http" },
-            host: target.host.as_ref(),
-        },
+    rewrite_head(
+        &mut parts.headers,
+        snapshot,
+        ctx,
+        websocket,
+        target.host.as_ref(),
     );
-    match (config.forwarding.preserve_host, target.host) {
-        (true, Some(host)) => {
-            h.insert(HOST, host);
-        }
-        _ => {
-            h.remove(HOST);
-        }
-    }
-    h.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    let underscores = config.forwarding.allow_underscores;
 
     let max_body = config.server.limits.max_body_bytes;
     let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
@@ -108,31 +84,7 @@ pub async fn forward(
     ctx.upstream_us = Some(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let switched_to_websocket = response
-            .headers()
-            .get(http::header::UPGRADE)
-            .is_some_and(headers::is_websocket);
-        let Some(client_upgrade) = client_upgrade.filter(|_| switched_to_websocket) else {
-            return Err(upstream_error(
-                shared,
-                Problem::UpstreamUnavailable,
-                "the upstream switched protocols without a WebSocket handshake to answer",
-            ));
-        };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        shared.tasks.spawn(async move {
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((client, upstream)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!(error = %e, "upgraded connection ended with an error");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
-        });
+        tunnel(shared, client_upgrade, &mut response)?;
     }
 
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -142,6 +94,86 @@ pub async fn forward(
         headers::restore_websocket(h);
     }
     Ok(response.map(Either::Left))
+}
+
+/// The head the upstream gets: hop-by-hop headers gone (a WebSocket handshake's restored),
+/// reserved and configured headers removed and Tollgate's trusted ones set, credentials only if
+/// they may travel, forwarding headers, Host, and the request id.
+fn rewrite_head(
+    h: &mut HeaderMap,
+    snapshot: &Snapshot,
+    ctx: &Context,
+    websocket: bool,
+    host: Option<&HeaderValue>,
+) {
+    let config = &snapshot.config;
+    headers::strip_hop_by_hop(h);
+    if websocket {
+        headers::restore_websocket(h);
+    }
+    // Reserved headers from the client are never believed: removed, then the trusted values set.
+    let underscores = config.forwarding.allow_underscores;
+    headers::strip_reserved(h, &snapshot.strip_headers, underscores);
+    if !ctx.forwards_authorization(&config.identity) {
+        h.remove(AUTHORIZATION);
+    }
+    let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
+    for (name, value) in trusted.chain(ctx.principal.iter().flat_map(|p| &p.headers)) {
+        h.insert(name, value.clone());
+    }
+    headers::set_forwarded(
+        h,
+        &ClientSide {
+            peer: ctx.peer.ip(),
+            peer_trusted: ctx.peer_trusted,
+            proto: if ctx.tls { "https" } else { "http" },
+            host,
+        },
+    );
+    match (config.forwarding.preserve_host, host) {
+        (true, Some(host)) => {
+            h.insert(HOST, host.clone());
+        }
+        _ => {
+            h.remove(HOST);
+        }
+    }
+    h.insert(&X_REQUEST_ID, ctx.request_id.clone());
+}
+
+/// Tunnels an upgraded exchange: only when the upstream switched to the WebSocket the client
+/// asked for (a 101 nobody asked for is an upstream failure). The tunnel runs as a task of its
+/// own, waited for on shutdown.
+fn tunnel(
+    shared: &Shared,
+    client_upgrade: Option<OnUpgrade>,
+    response: &mut Response<Streamed>,
+) -> Result<(), Refusal> {
+    let switched_to_websocket = response
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(headers::is_websocket);
+    let Some(client_upgrade) = client_upgrade.filter(|_| switched_to_websocket) else {
+        return Err(upstream_error(
+            shared,
+            Problem::UpstreamUnavailable,
+            "the upstream switched protocols without a WebSocket handshake to answer",
+        ));
+    };
+    let upstream_upgrade = hyper::upgrade::on(response);
+    shared.tasks.spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    Ok(())
 }
 
 /// Maps a client error to the answer the downstream gets.
