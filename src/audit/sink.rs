@@ -221,13 +221,17 @@ impl Sinks {
     }
 
     /// Writes what each sink has not written yet of `lines` (which only ever grows until
-    /// [`Sinks::clear`]).
+    /// [`Sinks::clear`]). A failing sink does not keep the others from being written; the first
+    /// error is returned.
     pub fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        let mut failed = None;
         if self.stdout && self.stdout_done < lines.len() {
             let mut out = io::stdout().lock();
             let (written, result) = write_some(&mut out, &lines[self.stdout_done..]);
             self.stdout_done += written;
-            result.and_then(|()| out.flush())?;
+            if let Err(e) = result.and_then(|()| out.flush()) {
+                failed = Some(e);
+            }
         }
         if let Some(file) = &mut self.file
             && self.file_done < lines.len()
@@ -236,11 +240,11 @@ impl Sinks {
                 Ok(()) => self.file_done = lines.len(),
                 Err(partial) => {
                     self.file_done += partial.written;
-                    return Err(partial.error);
+                    failed = failed.or(Some(partial.error));
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// How many bytes of the pending lines every sink has written.

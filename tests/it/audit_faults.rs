@@ -190,3 +190,30 @@ fn the_audit_command_reports_an_unreadable_line_and_goes_on() {
         run.stderr
     );
 }
+
+/// A sink that fails (here stdout, a pipe nobody reads any more) never keeps the records from the
+/// other: the file gets every one, and each is counted lost once, for stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_stdout_sink_keeps_no_record_from_the_file() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let mut options = fixture::full_stack(
+        &keys,
+        "audit:\n  stdout: true\n  file: { path: audit/audit.jsonl, fsync: never }\n  mode: best-effort\n",
+    );
+    options.stdout_closed = true;
+    let tollgate = Tollgate::start(upstream.addr, options);
+    for _ in 0..5 {
+        assert_eq!(get(tollgate.addr, "/public/x", &ACME).await.status, 200);
+    }
+    let file = tollgate.path("audit/audit.jsonl");
+    eventually("every record reaches the file", async || {
+        records(&file).len() == 10
+    })
+    .await;
+    let t = &tollgate;
+    eventually("and is counted lost for stdout", async || {
+        t.metric("tollgate_audit_lost_records_total") == 10.0
+    })
+    .await;
+}

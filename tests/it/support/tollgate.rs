@@ -23,6 +23,8 @@ pub struct Options {
     pub tls: Option<String>,
     /// Environment variables for the process.
     pub env: Vec<(&'static str, &'static str)>,
+    /// The process's stdout is a pipe nobody reads, closed at once (writes fail with EPIPE).
+    pub stdout_closed: bool,
     /// Files written beside the configuration before start (relative path, contents).
     pub files: Vec<(String, String)>,
     /// Top-level YAML appended to the configuration (`tenancy:`, `identity:` …).
@@ -37,7 +39,7 @@ pub struct Tollgate {
     env: Vec<(&'static str, &'static str)>,
 }
 
-fn spawn(dir: &Path, env: &[(&'static str, &'static str)]) -> Child {
+fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout_closed: bool) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -48,9 +50,17 @@ fn spawn(dir: &Path, env: &[(&'static str, &'static str)]) -> Child {
         .arg(dir.join("tollgate.yaml"))
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(if stdout_closed {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(log)
         .spawn()
+        .map(|mut child| {
+            drop(child.stdout.take());
+            child
+        })
         .unwrap()
 }
 
@@ -129,7 +139,7 @@ impl Tollgate {
         );
         let config = dir.path().join("tollgate.yaml");
         fs::write(&config, yaml).unwrap();
-        let child = spawn(dir.path(), &options.env);
+        let child = spawn(dir.path(), &options.env, options.stdout_closed);
         let mut tollgate = Tollgate {
             child,
             addr,
@@ -146,7 +156,7 @@ impl Tollgate {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), &self.env);
+        self.child = spawn(self.dir.path(), &self.env, false);
         self.wait_ready();
     }
 
