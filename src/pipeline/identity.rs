@@ -1,4 +1,4 @@
-//! Stage 3, identity: who is calling (see `src/identity/` for the mechanisms).
+//! Stage 4, identity: who is calling (see `src/identity/` for the mechanisms).
 
 use std::sync::Arc;
 

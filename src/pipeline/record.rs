@@ -1,5 +1,5 @@
-//! Stage 9, record: what happened to the request, for metrics, logs and the audit log. Runs for
-//! allowed and refused requests alike.
+//! Stage 9, record: what happened to the request, for metrics, logs and the audit log. Runs
+//! from `entry.rs`'s `finish`, for allowed and refused requests alike, in every mode.
 
 use http::{Method, StatusCode};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Stage 4, route: which Cedar action and resource a request is, from its method and canonical
+//! Stage 3, route: which Cedar action and resource a request is, from its method and canonical
 //! path (after any tenant path prefix was stripped). An unmatched request is denied unless the
 //! configuration says `unmatched: allow`.
 
