@@ -209,76 +209,7 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
             );
             continue;
         };
-        let trial_ends_at = match t
-            .trial_ends_at
-            .as_deref()
-            .map(humantime::parse_rfc3339_weak)
-        {
-            Some(Ok(time)) => Some(time),
-            Some(Err(e)) => {
-                fail(".trial_ends_at", format!("not an RFC 3339 time ({e})"));
-                None
-            }
-            None => None,
-        };
-        if t.status == Status::Trial && trial_ends_at.is_none() {
-            fail(
-                ".trial_ends_at",
-                "a trial tenant needs trial_ends_at".into(),
-            );
-        }
-        let mut features = plan.features.clone();
-        for (feature, on) in &t.features {
-            if *on {
-                features.insert(feature.clone());
-            } else {
-                features.remove(feature);
-            }
-        }
-        let mut limits = plan.limits.clone();
-        limits.extend(t.limits.iter().map(|(k, v)| (k.clone(), *v)));
-        let mut rate_limits = plan.rate_limits.clone();
-        for (name, limit) in &t.rate_limits {
-            match rate_limits.iter_mut().find(|r| *r.name == **name) {
-                Some(r) if *limit > 0 && *limit <= u64::from(u32::MAX) => r.limit = *limit,
-                Some(_) => fail(
-                    ".rate_limits",
-                    format!("{name}: the limit must be between 1 and 4294967295"),
-                ),
-                None => fail(
-                    ".rate_limits",
-                    format!("the plan has no rate limit {name:?}"),
-                ),
-            }
-        }
-        let mut quotas = plan.quotas.clone();
-        for (metric, limit) in &t.quotas {
-            match quotas.get_mut(metric) {
-                Some(q) => q.limit = *limit,
-                None => fail(".quotas", format!("the plan has no quota {metric:?}")),
-            }
-        }
-        let billing_day = t.billing_day.unwrap_or(1);
-        if !(1..=28).contains(&billing_day) {
-            fail(
-                ".billing_day",
-                format!("{billing_day} is not a day from 1 to 28"),
-            );
-        }
-        let tenant = Arc::new(Tenant {
-            headers: tenant_headers(&t.id, &plan.id, &features, &limits),
-            rate_limit_policy: plans::policy_header(&rate_limits),
-            id: t.id.clone(),
-            name: t.name.clone().unwrap_or_else(|| t.id.clone()),
-            plan,
-            status: t.status,
-            trial_ends_at,
-            features,
-            limits,
-            rate_limits,
-            quotas,
-            billing_day,
-        });
+        let tenant = Arc::new(effective(&t, plan, &mut fail));
         for domain in &t.domains {
             let host = domain.trim_end_matches('.').to_ascii_lowercase();
             if host.is_empty() || host.contains([':', '/', ' ']) {
@@ -302,6 +233,81 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
         })
     } else {
         Err(errors)
+    }
+}
+/// A tenant as it is served: its plan with the tenant's overrides (features, limits, rate
+/// limits, quotas), its trial end and billing day, and the headers built once. Problems go to
+/// `fail` as (key, message).
+fn effective(t: &RawTenant, plan: Arc<Plan>, fail: &mut dyn FnMut(&str, String)) -> Tenant {
+    let trial_ends_at = match t
+        .trial_ends_at
+        .as_deref()
+        .map(humantime::parse_rfc3339_weak)
+    {
+        Some(Ok(time)) => Some(time),
+        Some(Err(e)) => {
+            fail(".trial_ends_at", format!("not an RFC 3339 time ({e})"));
+            None
+        }
+        None => None,
+    };
+    if t.status == Status::Trial && trial_ends_at.is_none() {
+        fail(
+            ".trial_ends_at",
+            "a trial tenant needs trial_ends_at".into(),
+        );
+    }
+    let mut features = plan.features.clone();
+    for (feature, on) in &t.features {
+        if *on {
+            features.insert(feature.clone());
+        } else {
+            features.remove(feature);
+        }
+    }
+    let mut limits = plan.limits.clone();
+    limits.extend(t.limits.iter().map(|(k, v)| (k.clone(), *v)));
+    let mut rate_limits = plan.rate_limits.clone();
+    for (name, limit) in &t.rate_limits {
+        match rate_limits.iter_mut().find(|r| *r.name == **name) {
+            Some(r) if *limit > 0 && *limit <= u64::from(u32::MAX) => r.limit = *limit,
+            Some(_) => fail(
+                ".rate_limits",
+                format!("{name}: the limit must be between 1 and 4294967295"),
+            ),
+            None => fail(
+                ".rate_limits",
+                format!("the plan has no rate limit {name:?}"),
+            ),
+        }
+    }
+    let mut quotas = plan.quotas.clone();
+    for (metric, limit) in &t.quotas {
+        match quotas.get_mut(metric) {
+            Some(q) => q.limit = *limit,
+            None => fail(".quotas", format!("the plan has no quota {metric:?}")),
+        }
+    }
+    let billing_day = t.billing_day.unwrap_or(1);
+    if !(1..=28).contains(&billing_day) {
+        fail(
+            ".billing_day",
+            format!("{billing_day} is not a day from 1 to 28"),
+        );
+    }
+    Tenant {
+        headers: tenant_headers(&t.id, &plan.id, &features, &limits),
+        rate_limit_policy: plans::policy_header(&rate_limits),
+        id: t.id.clone(),
+        name: t.name.clone().unwrap_or_else(|| t.id.clone()),
+        plan,
+        status: t.status,
+        trial_ends_at,
+        features,
+        limits,
+        rate_limits,
+        quotas,
+        billing_day,
     }
 }
 
