@@ -125,6 +125,67 @@ fn load_file(
     policies
 }
 
+/// The schema, and its text (an input of every set).
+fn load_schema(path: &Path) -> Result<(Schema, Arc<str>), Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    match Schema::from_cedarschema_str(&text) {
+        Ok((schema, _warnings)) => Ok((schema, Arc::from(text.as_str()))),
+        Err(e) => {
+            let line = error_line(&text, &e)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            Err(vec![format!("{}{line}: {e}", path.display())])
+        }
+    }
+}
+
+/// A tenant's own policies, with the files they came from.
+type TenantPolicies = (String, Vec<Policy>, Inputs);
+
+/// Every `tenants/<id>/` directory: the tenant, its policies and the files they came from. A
+/// directory of a tenant that does not exist is an error.
+fn load_tenant_dirs(
+    dir: &Path,
+    known_tenant: &impl Fn(&str) -> bool,
+    sources: &mut Sources,
+    errors: &mut Vec<String>,
+) -> Result<Vec<TenantPolicies>, Vec<String>> {
+    let mut tenant_policies = Vec::new();
+    let tenants_dir = dir.join("tenants");
+    if tenants_dir.is_dir() {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&tenants_dir)
+            .map_err(|e| vec![format!("{}: {e}", tenants_dir.display())])?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for tenant_dir in dirs {
+            let tenant = tenant_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if !known_tenant(&tenant) {
+                errors.push(format!(
+                    "{}: no tenant {tenant:?} exists",
+                    tenant_dir.display()
+                ));
+                continue;
+            }
+            // Tenant policy ids share the namespace of the global ones: an id names one policy.
+            let mut own = Vec::new();
+            let mut inputs = Inputs::new();
+            for file in cedar_files(&tenant_dir).map_err(|e| vec![e])? {
+                own.extend(load_file(&file, sources, &mut inputs, errors));
+            }
+            tenant_policies.push((tenant, own, inputs));
+        }
+    }
+    Ok(tenant_policies)
+}
+
 impl PolicyStore {
     /// Loads and validates every set; a set whose inputs equal its inputs in `previous` is taken
     /// from there as it is.
@@ -135,21 +196,11 @@ impl PolicyStore {
     ) -> Result<PolicyStore, Vec<String>> {
         let mut errors = Vec::new();
         let schema_path = dir.join("schema.cedarschema");
-        let schema_text = std::fs::read_to_string(&schema_path)
-            .map_err(|e| vec![format!("{}: cannot read: {e}", schema_path.display())])?;
-        let schema = match Schema::from_cedarschema_str(&schema_text) {
-            Ok((schema, _warnings)) => schema,
-            Err(e) => {
-                let line = error_line(&schema_text, &e)
-                    .map(|l| format!(":{l}"))
-                    .unwrap_or_default();
-                return Err(vec![format!("{}{line}: {e}", schema_path.display())]);
-            }
-        };
+        let (schema, schema_text) = load_schema(&schema_path)?;
 
         let mut sources = Sources::default();
         let mut global = Vec::new();
-        let mut global_inputs: Inputs = vec![(schema_path, Arc::from(schema_text.as_str()))];
+        let mut global_inputs: Inputs = vec![(schema_path, schema_text)];
         for file in cedar_files(dir).map_err(|e| vec![e])? {
             global.extend(load_file(
                 &file,
@@ -162,38 +213,7 @@ impl PolicyStore {
         let reusable = previous
             .filter(|p| p.global_inputs == global_inputs)
             .map(|p| &p.per_tenant);
-        let mut tenant_policies: Vec<(String, Vec<Policy>, Inputs)> = Vec::new();
-        let tenants_dir = dir.join("tenants");
-        if tenants_dir.is_dir() {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&tenants_dir)
-                .map_err(|e| vec![format!("{}: {e}", tenants_dir.display())])?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect();
-            dirs.sort();
-            for tenant_dir in dirs {
-                let tenant = tenant_dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if !known_tenant(&tenant) {
-                    errors.push(format!(
-                        "{}: no tenant {tenant:?} exists",
-                        tenant_dir.display()
-                    ));
-                    continue;
-                }
-                // Tenant policy ids share the namespace of the global ones: an id names one policy.
-                let mut own = Vec::new();
-                let mut inputs = Inputs::new();
-                for file in cedar_files(&tenant_dir).map_err(|e| vec![e])? {
-                    own.extend(load_file(&file, &mut sources, &mut inputs, &mut errors));
-                }
-                tenant_policies.push((tenant, own, inputs));
-            }
-        }
+        let tenant_policies = load_tenant_dirs(dir, &known_tenant, &mut sources, &mut errors)?;
         if !errors.is_empty() {
             return Err(errors);
         }
