@@ -35,6 +35,51 @@ fn type_name(name: &str) -> Result<EntityTypeName, String> {
     EntityTypeName::from_str(name).map_err(|e| format!("entity type {name:?}: {e}"))
 }
 
+/// Checks the routes and the schema against each other: every route's action and resource type
+/// must be in the schema, and the schema must declare Tollgate's own entity types. Returns the
+/// resource types the routes use, parsed.
+fn check_schema(
+    config: &Authorization,
+    routes: &Routes,
+    schema: &cedar_policy::Schema,
+    errors: &mut Vec<String>,
+) -> HashMap<String, EntityTypeName> {
+    let known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();
+    let known_actions: Vec<String> = schema
+        .actions()
+        .map(|a| a.id().unescaped().to_string())
+        .collect();
+    let file = config.routes_file.display();
+    let mut resources = HashMap::new();
+    for route in routes.all() {
+        if !known_actions.contains(&route.action) {
+            errors.push(format!(
+                "{file}: route {:?}: action {:?} is not in the schema (known: {})",
+                route.id,
+                route.action,
+                known_actions.join(", ")
+            ));
+        }
+        if !known_types.contains(&route.resource_type) {
+            errors.push(format!(
+                "{file}: route {:?}: resource type {:?} is not in the schema",
+                route.id, route.resource_type
+            ));
+        } else if let Ok(name) = type_name(&route.resource_type) {
+            resources.insert(route.resource_type.clone(), name);
+        }
+    }
+    for required in ["User", "ApiKey", "Anonymous", "Role", "Tenant"] {
+        if !known_types.iter().any(|t| t == required) {
+            errors.push(format!(
+                "{}: the schema must declare entity type {required}",
+                config.policies_dir.display()
+            ));
+        }
+    }
+    resources
+}
+
 impl Authz {
     /// Loads routes and policies; policy sets unchanged since `previous` are taken from it.
     pub fn load(
@@ -52,39 +97,7 @@ impl Authz {
         )?;
         let schema = &policies.schema;
         let mut errors = Vec::new();
-        let known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();
-        let known_actions: Vec<String> = schema
-            .actions()
-            .map(|a| a.id().unescaped().to_string())
-            .collect();
-        let file = config.routes_file.display();
-        let mut resources = HashMap::new();
-        for route in routes.all() {
-            if !known_actions.contains(&route.action) {
-                errors.push(format!(
-                    "{file}: route {:?}: action {:?} is not in the schema (known: {})",
-                    route.id,
-                    route.action,
-                    known_actions.join(", ")
-                ));
-            }
-            if !known_types.contains(&route.resource_type) {
-                errors.push(format!(
-                    "{file}: route {:?}: resource type {:?} is not in the schema",
-                    route.id, route.resource_type
-                ));
-            } else if let Ok(name) = type_name(&route.resource_type) {
-                resources.insert(route.resource_type.clone(), name);
-            }
-        }
-        for required in ["User", "ApiKey", "Anonymous", "Role", "Tenant"] {
-            if !known_types.iter().any(|t| t == required) {
-                errors.push(format!(
-                    "{}: the schema must declare entity type {required}",
-                    config.policies_dir.display()
-                ));
-            }
-        }
+        let resources = check_schema(config, &routes, schema, &mut errors);
         let types = Types {
             user: type_name("User").map_err(|e| vec![e])?,
             api_key: type_name("ApiKey").map_err(|e| vec![e])?,
