@@ -67,21 +67,8 @@ pub struct Explanation {
     pub errors: Vec<String>,
 }
 
-pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, String> {
-    let directory = snapshot
-        .tenants
-        .as_ref()
-        .ok_or("the configuration has no tenancy section")?;
-    let tenant = directory
-        .get(ask.tenant)
-        .cloned()
-        .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
-    let method = Method::from_bytes(ask.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("invalid method {:?}", ask.method))?;
-    let uri: Uri = ask
-        .path
-        .parse()
-        .map_err(|e| format!("invalid path {:?}: {e}", ask.path))?;
+/// The request headers asked about, parsed.
+fn request_headers(ask: &Ask<'_>) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (name, value) in ask.headers {
         let name = HeaderName::from_bytes(name.trim().as_bytes())
@@ -90,6 +77,11 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
             .map_err(|_| format!("invalid header value {value:?}"))?;
         headers.append(name, value);
     }
+    Ok(headers)
+}
+
+/// The principal to decide for instead of authenticating (`--user`), if any.
+fn forced_principal(ask: &Ask<'_>) -> Result<Option<Arc<Principal>>, String> {
     let principal = ask.principal.map(|p| {
         let method = match p.kind {
             Kind::User => AuthMethod::Jwt,
@@ -110,7 +102,28 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         .map(Arc::new)
         .map_err(|why| format!("principal {:?}: {why}", p.id))
     });
-    let principal = principal.transpose()?;
+    principal.transpose()
+}
+
+/// Runs [`pipeline::decide`] for the request asked about, in the named tenant, without forwarding
+/// or counting anything, and explains the outcome.
+pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, String> {
+    let directory = snapshot
+        .tenants
+        .as_ref()
+        .ok_or("the configuration has no tenancy section")?;
+    let tenant = directory
+        .get(ask.tenant)
+        .cloned()
+        .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
+    let method = Method::from_bytes(ask.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {:?}", ask.method))?;
+    let uri: Uri = ask
+        .path
+        .parse()
+        .map_err(|e| format!("invalid path {:?}: {e}", ask.path))?;
+    let headers = request_headers(ask)?;
+    let principal = forced_principal(ask)?;
     let peer = SocketAddr::new(ask.client_ip, 0);
     let mut ctx = Context::new(
         HeaderValue::from_static("cli"),
