@@ -25,7 +25,7 @@ use crate::snapshot::Snapshot;
 use crate::state::Shared;
 
 use super::context::{Context, ProxyBody};
-use super::{Input, Mode, decide};
+use super::{Input, Mode, decide_live};
 
 static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
@@ -244,16 +244,7 @@ pub async fn answer(
                 tenant: None,
                 principal: None,
             };
-            decide(
-                &shared.jwks,
-                &shared.metrics,
-                Some(&shared.limits),
-                snapshot,
-                ctx,
-                input,
-            )
-            .await
-            .map(|_| {
+            decide_live(shared, snapshot, ctx, input).await.map(|_| {
                 authorization = headers.get(AUTHORIZATION).cloned();
                 method
             })

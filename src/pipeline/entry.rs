@@ -19,7 +19,7 @@ use crate::snapshot::Snapshot;
 use crate::state::{ConnInfo, Shared};
 
 use super::context::{Context, ProxyBody, ResponseBody};
-use super::{Input, Mode, admission, authorizer, decide, forward, record};
+use super::{Input, Mode, admission, authorizer, decide_live, forward, record};
 
 /// Serves one request from start to finish, in the mode its listener says. Never fails: every
 /// refusal becomes an answer.
@@ -91,15 +91,7 @@ async fn proxy(
         tenant: None,
         principal: None,
     };
-    let target = decide(
-        &shared.jwks,
-        &shared.metrics,
-        Some(&shared.limits),
-        snapshot,
-        ctx,
-        input,
-    )
-    .await?;
+    let target = decide_live(shared, snapshot, ctx, input).await?;
     ctx.decided_us = Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
     // The decision is on record before the request goes anywhere.
     if let Some(auditor) = &shared.auditor

@@ -30,10 +30,23 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::stage::Stage;
+use crate::state::Shared;
 use crate::tenants::Tenant;
 
 pub use context::{Context, ProxyBody, ResponseBody};
 use normalize::Target;
+
+/// [`decide`] for a request being served (either mode): the process's key sets, metrics and
+/// limits.
+pub async fn decide_live(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    ctx: &mut Context,
+    input: Input<'_>,
+) -> Result<Target, Refusal> {
+    let limits = Some(&shared.limits);
+    decide(&shared.jwks, &shared.metrics, limits, snapshot, ctx, input).await
+}
 
 /// Stage 1: the canonical target, and what no mode passes on (a repeated single-value header,
 /// `CONNECT`).
