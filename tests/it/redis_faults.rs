@@ -84,7 +84,14 @@ async fn requests_waiting_on_redis_are_released_when_the_breaker_opens() {
         "{statuses:?}"
     );
     assert!(longest < Duration::from_millis(2500), "waited {longest:?}");
-    assert_eq!(first.await.unwrap(), 200, "fell back");
+    // All nine fell back to the local share, (10 - 1) / 2 replicas, whichever got it.
+    let first = first.await.unwrap();
+    let passed = statuses
+        .iter()
+        .chain([&first])
+        .filter(|s| **s == 200)
+        .count();
+    assert_eq!(passed, 4, "{statuses:?} and {first}");
     assert_eq!(tollgate.metric("tollgate_redis_breaker_open"), 1.0);
     redis.resume();
 }
