@@ -165,7 +165,7 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         status,
         problem,
         stage: ctx.stage.name(),
-        route: ctx.route.clone(),
+        route: ctx.route.as_ref().map(|r| r.id.to_string()),
         principal: ctx
             .principal
             .as_ref()

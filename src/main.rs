@@ -17,6 +17,29 @@ use tollgate::{commands, explain};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `tollgate serve`: the proxy until a shutdown signal.
+fn serve(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => run_on(config.server.workers, async move {
+            tollgate::logging::init(&config.log);
+            let server = Server::bind(config).await?;
+            server.serve(shutdown_signal()).await;
+            Ok(())
+        }),
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// `tollgate audit`: the matching records, one per line; unreadable lines are warned about.
+fn audit(file: &std::path::Path, filter: &tollgate::audit::query::Filter<'_>) -> ExitCode {
+    print(tollgate::audit::query::filter(file, filter).map(|found| {
+        for skipped in &found.skipped {
+            eprintln!("warning: {skipped}");
+        }
+        found.lines.join("\n")
+    }))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -59,12 +82,7 @@ fn main() -> ExitCode {
                 decision: decision.as_deref(),
                 since,
             };
-            print(tollgate::audit::query::filter(&file, &filter).map(|found| {
-                for skipped in &found.skipped {
-                    eprintln!("warning: {skipped}");
-                }
-                found.lines.join("\n")
-            }))
+            audit(&file, &filter)
         }
         Command::Keys {
             command:
@@ -86,15 +104,7 @@ fn main() -> ExitCode {
             };
             commands::create_key(&snapshot, &request)
         })),
-        Command::Serve { config } => match Config::load(&config.file) {
-            Ok(config) => run_on(config.server.workers, async move {
-                tollgate::logging::init(&config.log);
-                let server = Server::bind(config).await?;
-                server.serve(shutdown_signal()).await;
-                Ok(())
-            }),
-            Err(e) => fail(&e.to_string()),
-        },
+        Command::Serve { config } => serve(&config.file),
         Command::Demo {
             listen,
             admin_listen,

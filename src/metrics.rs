@@ -73,210 +73,179 @@ pub struct Metrics {
     by_stage: Vec<Histogram>,
 }
 
+/// Creates each metric and registers it in one step, so a metric cannot be made and forgotten.
+struct Register(Registry);
+
+impl Register {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: Result<C, prometheus::Error>,
+    ) -> Result<C, prometheus::Error> {
+        let metric = metric?;
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        self.add(IntCounter::new(name, help))
+    }
+
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn gauges(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Histogram, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts))
+    }
+}
+
+/// Buckets of a whole request (seconds).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of one call to the shared limits store (seconds).
+const STORE_BUCKETS: &[f64] = &[0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
+/// Buckets of one pipeline stage (seconds).
+const STAGE_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1,
+    1.0,
+];
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "tollgate_http_requests_total",
-                "Requests answered, by status code.",
-            ),
-            &["code"],
-        )?;
-        let request_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_http_request_duration_seconds",
-                "Time from request head received to response head sent.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-        )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "tollgate_upstream_errors_total",
-                "Upstream failures, by kind.",
-            ),
-            &["kind"],
-        )?;
-        let tls_reloads = IntCounterVec::new(
-            Opts::new(
-                "tollgate_tls_reloads_total",
-                "TLS certificate reload attempts, by result.",
-            ),
-            &["result"],
-        )?;
-        let open_connections =
-            IntGauge::new("tollgate_open_connections", "Client connections open now.")?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(tls_reloads.clone()))?;
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "tollgate_config_reloads_total",
-                "Reloads of tenants, plans and keys, by result.",
-            ),
-            &["result"],
-        )?;
-        let decisions = IntCounterVec::new(
-            Opts::new(
-                "tollgate_authz_decisions_total",
-                "Authorization decisions, by decision and whether the route is in shadow mode.",
-            ),
-            &["decision", "shadow"],
-        )?;
-        let decision_cache = IntCounterVec::new(
-            Opts::new(
-                "tollgate_decision_cache_requests_total",
-                "Decision cache lookups, by result (hit ratio = hit / (hit + miss)).",
-            ),
-            &["result"],
-        )?;
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "tollgate_rate_limited_total",
-                "Requests refused by a rate limit.",
-            ),
-            &["tenant", "policy"],
-        )?;
-        let quota_exceeded = IntCounterVec::new(
-            Opts::new(
-                "tollgate_quota_exceeded_total",
-                "Requests refused by a quota.",
-            ),
-            &["tenant", "metric"],
-        )?;
-        let quota_usage = IntGaugeVec::new(
-            Opts::new("tollgate_quota_usage", "Usage in the current quota period."),
-            &["tenant", "metric"],
-        )?;
-        let quota_limit = IntGaugeVec::new(
-            Opts::new("tollgate_quota_limit", "Limit of the current quota period."),
-            &["tenant", "metric"],
-        )?;
-        let store_flushes = IntCounterVec::new(
-            Opts::new(
-                "tollgate_usage_store_flushes_total",
-                "Flushes of the embedded usage store, by result.",
-            ),
-            &["result"],
-        )?;
-        let rate_limit_keys = IntGauge::new(
-            "tollgate_rate_limit_keys",
-            "Live keys across the rate limiters.",
-        )?;
-        let store_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_limits_store_duration_seconds",
-                "Time of one call to the shared limits store.",
-            )
-            .buckets(vec![
-                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
-            ]),
-        )?;
-        let redis_errors = IntCounter::new(
-            "tollgate_redis_errors_total",
-            "Failed or timed-out Redis calls.",
-        )?;
-        let redis_breaker = IntGauge::new(
-            "tollgate_redis_breaker_open",
-            "The Redis circuit breaker: 0 closed, 1 open.",
-        )?;
-        let reconciled = IntCounter::new(
-            "tollgate_redis_reconciled_counters_total",
-            "Outage quota counters added to Redis after it came back.",
-        )?;
-        let audit_queue = IntGauge::new(
-            "tollgate_audit_queue_depth",
-            "Audit records waiting to be written.",
-        )?;
-        let audit_lost = IntCounter::new(
-            "tollgate_audit_lost_records_total",
-            "Audit records lost, each also logged.",
-        )?;
-        let audit_write_errors = IntCounter::new(
-            "tollgate_audit_write_errors_total",
-            "Failed writes to an audit sink.",
-        )?;
-        let tenant_requests = IntCounterVec::new(
-            Opts::new(
-                "tollgate_requests_total",
-                "Requests by tenant, plan, decision and the stage that decided (tenants past the label cap are `other`).",
-            ),
-            &["tenant", "plan", "decision", "stage"],
-        )?;
-        let stage_duration = HistogramVec::new(
+        let r = Register(Registry::new());
+        let stage_duration = r.add(HistogramVec::new(
             HistogramOpts::new(
                 "tollgate_stage_duration_seconds",
                 "Time spent in each pipeline stage.",
             )
-            .buckets(vec![
-                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
-                0.025, 0.1, 1.0,
-            ]),
+            .buckets(STAGE_BUCKETS.to_vec()),
             &["stage"],
-        )?;
-        for collector in [
-            Box::new(tenant_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(stage_duration.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        for collector in [
-            Box::new(audit_queue.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(audit_lost.clone()),
-            Box::new(audit_write_errors.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        for collector in [
-            Box::new(store_latency.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(redis_errors.clone()),
-            Box::new(redis_breaker.clone()),
-            Box::new(reconciled.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        for collector in [
-            Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(quota_exceeded.clone()),
-            Box::new(quota_usage.clone()),
-            Box::new(quota_limit.clone()),
-            Box::new(store_flushes.clone()),
-            Box::new(rate_limit_keys.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        registry.register(Box::new(decisions.clone()))?;
-        registry.register(Box::new(decision_cache.clone()))?;
-        registry.register(Box::new(open_connections.clone()))?;
-        registry.register(Box::new(config_reloads.clone()))?;
+        ))?;
         Ok(Metrics {
-            registry,
-            requests,
-            request_duration,
-            upstream_errors,
-            tls_reloads,
-            open_connections,
-            config_reloads,
-            decisions,
-            decision_cache,
-            rate_limited,
-            quota_exceeded,
-            quota_usage,
-            quota_limit,
-            store_flushes,
-            rate_limit_keys,
-            store_latency,
-            redis_errors,
-            redis_breaker,
-            reconciled,
-            audit_queue,
-            audit_lost,
-            audit_write_errors,
-            tenant_requests,
+            requests: r.counters(
+                "tollgate_http_requests_total",
+                "Requests answered, by status code.",
+                &["code"],
+            )?,
+            request_duration: r.histogram(
+                "tollgate_http_request_duration_seconds",
+                "Time from request head received to response head sent.",
+                REQUEST_BUCKETS,
+            )?,
+            upstream_errors: r.counters(
+                "tollgate_upstream_errors_total",
+                "Upstream failures, by kind.",
+                &["kind"],
+            )?,
+            tls_reloads: r.counters(
+                "tollgate_tls_reloads_total",
+                "TLS certificate reload attempts, by result.",
+                &["result"],
+            )?,
+            open_connections: r.gauge("tollgate_open_connections", "Client connections open now.")?,
+            config_reloads: r.counters(
+                "tollgate_config_reloads_total",
+                "Reloads of tenants, plans and keys, by result.",
+                &["result"],
+            )?,
+            decisions: r.counters(
+                "tollgate_authz_decisions_total",
+                "Authorization decisions, by decision and whether the route is in shadow mode.",
+                &["decision", "shadow"],
+            )?,
+            decision_cache: r.counters(
+                "tollgate_decision_cache_requests_total",
+                "Decision cache lookups, by result (hit ratio = hit / (hit + miss)).",
+                &["result"],
+            )?,
+            rate_limited: r.counters(
+                "tollgate_rate_limited_total",
+                "Requests refused by a rate limit.",
+                &["tenant", "policy"],
+            )?,
+            quota_exceeded: r.counters(
+                "tollgate_quota_exceeded_total",
+                "Requests refused by a quota.",
+                &["tenant", "metric"],
+            )?,
+            quota_usage: r.gauges(
+                "tollgate_quota_usage",
+                "Usage in the current quota period.",
+                &["tenant", "metric"],
+            )?,
+            quota_limit: r.gauges(
+                "tollgate_quota_limit",
+                "Limit of the current quota period.",
+                &["tenant", "metric"],
+            )?,
+            store_flushes: r.counters(
+                "tollgate_usage_store_flushes_total",
+                "Flushes of the embedded usage store, by result.",
+                &["result"],
+            )?,
+            rate_limit_keys: r.gauge(
+                "tollgate_rate_limit_keys",
+                "Live keys across the rate limiters.",
+            )?,
+            store_latency: r.histogram(
+                "tollgate_limits_store_duration_seconds",
+                "Time of one call to the shared limits store.",
+                STORE_BUCKETS,
+            )?,
+            redis_errors: r.counter(
+                "tollgate_redis_errors_total",
+                "Failed or timed-out Redis calls.",
+            )?,
+            redis_breaker: r.gauge(
+                "tollgate_redis_breaker_open",
+                "The Redis circuit breaker: 0 closed, 1 open.",
+            )?,
+            reconciled: r.counter(
+                "tollgate_redis_reconciled_counters_total",
+                "Outage quota counters added to Redis after it came back.",
+            )?,
+            audit_queue: r.gauge(
+                "tollgate_audit_queue_depth",
+                "Audit records waiting to be written.",
+            )?,
+            audit_lost: r.counter(
+                "tollgate_audit_lost_records_total",
+                "Audit records lost, each also logged.",
+            )?,
+            audit_write_errors: r.counter(
+                "tollgate_audit_write_errors_total",
+                "Failed writes to an audit sink.",
+            )?,
+            tenant_requests: r.counters(
+                "tollgate_requests_total",
+                "Requests by tenant, plan, decision and the stage that decided (tenants past the label cap are `other`).",
+                &["tenant", "plan", "decision", "stage"],
+            )?,
             labelled: ArcSwap::from_pointee(HashSet::new()),
             labelling: Mutex::new(()),
             max_tenants: AtomicUsize::new(1000),
@@ -286,6 +255,7 @@ impl Metrics {
                 .map(|s| stage_duration.with_label_values(&[s.name()]))
                 .collect(),
             stage_duration,
+            registry: r.0,
         })
     }
 

@@ -1,5 +1,7 @@
 //! The audit record, schema version 1 (documented in README.md#audit-records). One JSON line.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// `decision`: written before the request is forwarded, or the only record of a refused
@@ -25,7 +27,7 @@ pub struct Principal {
 #[derive(Debug, Clone, Serialize)]
 pub struct Resource {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Arc<str>,
     pub id: String,
 }
 
@@ -75,15 +77,15 @@ pub struct Record {
     pub time: String,
     pub request_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    pub tenant: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<String>,
+    pub plan: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<Principal>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<Resource>,
     /// `allow` or `deny` (absent on completion records).

@@ -81,7 +81,7 @@ impl<'a> Inputs<'a> {
         let (hour, weekday) = hour_and_weekday(self.now);
         let p = self.principal;
         [
-            self.tenant.id.as_str(),
+            &*self.tenant.id,
             p.method.as_str(),
             &p.id,
             p.tenant.as_deref().unwrap_or(""),
@@ -129,7 +129,7 @@ pub fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
     let attrs = HashMap::from([
         (
             "plan".to_string(),
-            RestrictedExpression::new_string(tenant.plan.id.clone()),
+            RestrictedExpression::new_string(tenant.plan.id.to_string()),
         ),
         (
             "features".to_string(),
@@ -191,7 +191,7 @@ pub fn evaluate(
         ),
         (
             "plan".to_string(),
-            RestrictedExpression::new_string(inputs.tenant.plan.id.clone()),
+            RestrictedExpression::new_string(inputs.tenant.plan.id.to_string()),
         ),
         (
             "features".to_string(),

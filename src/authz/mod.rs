@@ -52,7 +52,7 @@ fn check_schema(
     let file = config.routes_file.display();
     let mut resources = HashMap::new();
     for route in routes.all() {
-        if !known_actions.contains(&route.action) {
+        if !known_actions.iter().any(|a| **a == *route.action) {
             errors.push(format!(
                 "{file}: route {:?}: action {:?} is not in the schema (known: {})",
                 route.id,
@@ -60,13 +60,13 @@ fn check_schema(
                 known_actions.join(", ")
             ));
         }
-        if !known_types.contains(&route.resource_type) {
+        if !known_types.iter().any(|t| **t == *route.resource_type) {
             errors.push(format!(
                 "{file}: route {:?}: resource type {:?} is not in the schema",
                 route.id, route.resource_type
             ));
         } else if let Ok(name) = type_name(&route.resource_type) {
-            resources.insert(route.resource_type.clone(), name);
+            resources.insert(route.resource_type.to_string(), name);
         }
     }
     for required in ["User", "ApiKey", "Anonymous", "Role", "Tenant"] {
@@ -130,7 +130,7 @@ impl Authz {
             });
             match base {
                 Ok(base) => {
-                    tenants.insert(tenant.id.clone(), base);
+                    tenants.insert(tenant.id.to_string(), base);
                 }
                 Err(e) => errors.push(e),
             }
@@ -163,7 +163,7 @@ impl Authz {
         {
             return (hit, true);
         }
-        let decision = match self.tenants.get(&inputs.tenant.id) {
+        let decision = match self.tenants.get(&*inputs.tenant.id) {
             Some(base) => {
                 let p = inputs.principal;
                 let caller = Caller {

@@ -218,34 +218,13 @@ impl PolicyStore {
             return Err(errors);
         }
 
-        let validator = Validator::new(schema.clone());
-        let mut compile = |policies: Vec<Policy>, what: &str| -> Option<Arc<PolicySet>> {
-            let set = match PolicySet::from_policies(policies) {
-                Ok(set) => set,
-                Err(e) => {
-                    errors.push(format!("{}: {what}: {e}", dir.display()));
-                    return None;
-                }
-            };
-            let result = validator.validate(&set, ValidationMode::Strict);
-            for error in result.validation_errors() {
-                let id = error.policy_id().to_string();
-                // The error's own line when its span is known, else the policy's.
-                let at = match sources.texts.get(&id) {
-                    Some((file, text)) => match error_line(text, error) {
-                        Some(line) => format!("{file}:{line}"),
-                        None => sources.locations[&id].clone(),
-                    },
-                    None => dir.display().to_string(),
-                };
-                let message = format!("{at}: policy {id:?}: {error}");
-                // A global policy's error shows in every tenant's set; report it once.
-                if !errors.contains(&message) {
-                    errors.push(message);
-                }
-            }
-            Some(Arc::new(set))
+        let mut compiler = Compiler {
+            validator: Validator::new(schema.clone()),
+            sources: &sources,
+            dir,
+            errors: &mut errors,
         };
+        let mut compile = |policies, what: &str| compiler.compile(policies, what);
         let global_set = match previous.filter(|_| reusable.is_some()) {
             Some(previous) => Some(previous.global.clone()),
             None => compile(global.clone(), "global policies"),
@@ -291,6 +270,51 @@ impl PolicyStore {
     /// `file:line` of a policy.
     pub fn location(&self, id: &str) -> Option<&str> {
         self.locations.get(id).map(String::as_str)
+    }
+}
+
+/// Compiles and strictly validates one policy set; each error goes to `errors` once, at the
+/// file and line it is about.
+struct Compiler<'a> {
+    validator: Validator,
+    sources: &'a Sources,
+    dir: &'a Path,
+    errors: &'a mut Vec<String>,
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, policies: Vec<Policy>, what: &str) -> Option<Arc<PolicySet>> {
+        let set = match PolicySet::from_policies(policies) {
+            Ok(set) => set,
+            Err(e) => {
+                self.errors
+                    .push(format!("{}: {what}: {e}", self.dir.display()));
+                return None;
+            }
+        };
+        let result = self.validator.validate(&set, ValidationMode::Strict);
+        for error in result.validation_errors() {
+            let id = error.policy_id().to_string();
+            // The error's own line when its span is known, else the policy's.
+            let at = match self.sources.texts.get(&id) {
+                Some((file, text)) => match error_line(text, error) {
+                    Some(line) => format!("{file}:{line}"),
+                    None => self
+                        .sources
+                        .locations
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| file.clone()),
+                },
+                None => self.dir.display().to_string(),
+            };
+            let message = format!("{at}: policy {id:?}: {error}");
+            // A global policy's error shows in every tenant's set; report it once.
+            if !self.errors.contains(&message) {
+                self.errors.push(message);
+            }
+        }
+        Some(Arc::new(set))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use http::Method;
 use serde::Deserialize;
@@ -48,12 +49,12 @@ struct RawResource {
 
 #[derive(Debug)]
 pub struct Route {
-    pub id: String,
+    pub id: Arc<str>,
     /// Empty: every method.
     pub methods: Vec<Method>,
     pub path: String,
-    pub action: String,
-    pub resource_type: String,
+    pub action: Arc<str>,
+    pub resource_type: Arc<str>,
     resource_id: ResourceId,
     /// Callers without credentials may use this route (policies still decide).
     pub anonymous: bool,
@@ -97,77 +98,15 @@ impl Routes {
                 .position(|l| l.contains(&r.path))
                 .map(|n| format!(" (line {})", n + 1))
                 .unwrap_or_default();
+            let path = r.path.clone();
             let mut fail =
-                |msg: String| errors.push(format!("{file}: routes[{i}] ({}): {msg}{line}", r.path));
-            let methods: Vec<Method> = r
-                .methods
-                .iter()
-                .filter_map(|m| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                        .map_err(|_| fail(format!("invalid method {m:?}")))
-                        .ok()
-                })
-                .collect();
-            if !r.path.starts_with('/') {
-                fail("path must start with '/'".into());
-            }
-            let resource_id = match r.resource.id {
-                None => ResourceId::Literal("*".to_string()),
-                Some(id) => match id.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(param) => {
-                        let param = param.trim_start_matches('*').to_string();
-                        let named = r.path.contains(&format!("{{{param}}}"))
-                            || r.path.contains(&format!("{{*{param}}}"));
-                        if !named {
-                            fail(format!(
-                                "resource id {{{param}}} is not a parameter of the path"
-                            ));
-                        }
-                        ResourceId::Param(param)
-                    }
-                    None => ResourceId::Literal(id),
-                },
-            };
+                |msg: String| errors.push(format!("{file}: routes[{i}] ({path}): {msg}{line}"));
+            let route = Route::from_raw(r, &mut fail);
             let index = routes.len();
-            by_path.entry(r.path.clone()).or_default().push(index);
-            routes.push(Route {
-                id: r
-                    .id
-                    .unwrap_or_else(|| format!("{} {}", r.methods.join("|"), r.path)),
-                methods,
-                path: r.path,
-                action: r.action,
-                resource_type: r.resource.kind,
-                resource_id,
-                anonymous: r.anonymous,
-                shadow: r.shadow,
-                websocket: r.websocket,
-                request_trailers: r.request_trailers,
-                quota_cost: r.quota_cost,
-            });
+            by_path.entry(route.path.clone()).or_default().push(index);
+            routes.push(route);
         }
-        let mut router = matchit::Router::new();
-        for (path, indexes) in by_path {
-            for (n, &a) in indexes.iter().enumerate() {
-                for &b in &indexes[n + 1..] {
-                    let overlap = routes[a].methods.is_empty()
-                        || routes[b].methods.is_empty()
-                        || routes[a]
-                            .methods
-                            .iter()
-                            .any(|m| routes[b].methods.contains(m));
-                    if overlap {
-                        errors.push(format!(
-                            "{file}: routes {:?} and {:?} overlap on {path}",
-                            routes[a].id, routes[b].id
-                        ));
-                    }
-                }
-            }
-            if let Err(e) = router.insert(path.clone(), indexes) {
-                errors.push(format!("{file}: route path {path:?}: {e}"));
-            }
-        }
+        let router = router(&file.to_string(), &routes, by_path, &mut errors);
         if errors.is_empty() {
             Ok(Routes { router, routes })
         } else {
@@ -193,4 +132,86 @@ impl Routes {
         };
         Some(RouteMatch { route, resource_id })
     }
+}
+impl Route {
+    /// One entry of the routes file; what is wrong with it goes to `fail`.
+    fn from_raw(r: RawRoute, fail: &mut impl FnMut(String)) -> Route {
+        let methods: Vec<Method> = r
+            .methods
+            .iter()
+            .filter_map(|m| {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| fail(format!("invalid method {m:?}")))
+                    .ok()
+            })
+            .collect();
+        if !r.path.starts_with('/') {
+            fail("path must start with '/'".into());
+        }
+        let resource_id = match r.resource.id {
+            None => ResourceId::Literal("*".to_string()),
+            Some(id) => match id.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(param) => {
+                    let param = param.trim_start_matches('*').to_string();
+                    let named = r.path.contains(&format!("{{{param}}}"))
+                        || r.path.contains(&format!("{{*{param}}}"));
+                    if !named {
+                        fail(format!(
+                            "resource id {{{param}}} is not a parameter of the path"
+                        ));
+                    }
+                    ResourceId::Param(param)
+                }
+                None => ResourceId::Literal(id),
+            },
+        };
+        Route {
+            id: r
+                .id
+                .unwrap_or_else(|| format!("{} {}", r.methods.join("|"), r.path))
+                .into(),
+            methods,
+            path: r.path,
+            action: r.action.into(),
+            resource_type: r.resource.kind.into(),
+            resource_id,
+            anonymous: r.anonymous,
+            shadow: r.shadow,
+            websocket: r.websocket,
+            request_trailers: r.request_trailers,
+            quota_cost: r.quota_cost,
+        }
+    }
+}
+
+/// The path router over `routes`; two routes of one path whose methods overlap are an error.
+fn router(
+    file: &str,
+    routes: &[Route],
+    by_path: BTreeMap<String, Vec<usize>>,
+    errors: &mut Vec<String>,
+) -> matchit::Router<Vec<usize>> {
+    let mut router = matchit::Router::new();
+    for (path, indexes) in by_path {
+        for (n, &a) in indexes.iter().enumerate() {
+            for &b in &indexes[n + 1..] {
+                let overlap = routes[a].methods.is_empty()
+                    || routes[b].methods.is_empty()
+                    || routes[a]
+                        .methods
+                        .iter()
+                        .any(|m| routes[b].methods.contains(m));
+                if overlap {
+                    errors.push(format!(
+                        "{file}: routes {:?} and {:?} overlap on {path}",
+                        routes[a].id, routes[b].id
+                    ));
+                }
+            }
+        }
+        if let Err(e) = router.insert(path.clone(), indexes) {
+            errors.push(format!("{file}: route path {path:?}: {e}"));
+        }
+    }
+    router
 }

@@ -50,7 +50,7 @@ impl Limits {
             .rate_limits
             .iter()
             .map(|limit| match limit.per {
-                Scope::Tenant => tenant.id.clone(),
+                Scope::Tenant => tenant.id.to_string(),
                 Scope::Principal => format!("{}\u{1f}{principal}", tenant.id),
                 Scope::Route => format!("{}\u{1f}{}", tenant.id, route.unwrap_or("-")),
             })

@@ -272,8 +272,10 @@ pub async fn answer(
 /// answers with it).
 pub fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
     ctx.problem = Some(refusal.problem.slug());
-    let problem = HeaderValue::from_str(&refusal.json(&ctx.request_id).to_string());
-    let mut response = refusal.into_response(&ctx.request_id).map(Either::Right);
+    let problem = HeaderValue::from_str(&refusal.json(&ctx.arrival.request_id).to_string());
+    let mut response = refusal
+        .into_response(&ctx.arrival.request_id)
+        .map(Either::Right);
     if let Ok(problem) = problem {
         response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
     }

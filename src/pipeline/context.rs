@@ -23,8 +23,9 @@ use crate::upstream::Streamed;
 /// A response body: streamed from the upstream, or one of Tollgate's own small answers.
 pub type ProxyBody = Either<Streamed, Full<Bytes>>;
 
-/// What the pipeline knows about one request, filled in stage by stage.
-pub struct Context {
+/// What the request said when it arrived, before any stage ran: its connection, its id, and what
+/// the record says of it. No stage changes it.
+pub struct Arrival {
     pub request_id: HeaderValue,
     pub peer: SocketAddr,
     /// Whether the peer is a configured trusted proxy (its forwarding headers are believed).
@@ -32,29 +33,42 @@ pub struct Context {
     /// Whether the client connection is TLS.
     pub tls: bool,
     pub started: Instant,
-    /// The stage running now; after a refusal, the stage that refused.
-    pub stage: Stage,
-    /// Set by the tenant stage when tenancy is configured.
-    pub tenant: Option<Arc<Tenant>>,
-    /// Set by the identity stage.
-    pub principal: Option<Arc<Principal>>,
-    /// The matched route's id.
-    pub route: Option<String>,
-    /// The authorization decision, when a route was authorized.
-    pub decision: Option<Arc<Decision>>,
-    /// `RateLimit*` headers for the answer, whatever it is.
-    pub rate_headers: Vec<(HeaderName, HeaderValue)>,
     /// The client's address (the peer, or `X-Forwarded-For` through trusted proxies).
     pub client_ip: IpAddr,
-    /// What the audit record says of the request.
     pub host: Option<String>,
+    /// The path as sent (the record's path until the normalize stage gives the canonical one).
     pub path: String,
     pub user_agent: Option<String>,
-    /// The matched route's action and resource.
-    pub action: Option<String>,
-    pub resource: Option<(String, String)>,
+}
+
+/// The matched route, as the record and the metrics name it (shared with the route table).
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub id: Arc<str>,
+    pub action: Arc<str>,
+    pub resource_type: Arc<str>,
+    pub resource_id: String,
+}
+
+/// What the pipeline knows about one request: the [`Arrival`], then what each stage adds.
+pub struct Context {
+    pub arrival: Arrival,
+    /// The stage running now; after a refusal, the stage that refused.
+    pub stage: Stage,
+    /// The canonical path (normalize, then route after a tenant prefix was stripped).
+    pub path: Option<String>,
+    /// Set by the tenant stage when tenancy is configured.
+    pub tenant: Option<Arc<Tenant>>,
+    /// Set by the route stage.
+    pub route: Option<Matched>,
+    /// Set by the identity stage.
+    pub principal: Option<Arc<Principal>>,
+    /// The authorization decision, when a route was authorized.
+    pub decision: Option<Arc<Decision>>,
     /// A shadow route whose policies denied (and the request was forwarded).
     pub shadow_deny: bool,
+    /// `RateLimit*` headers for the answer, whatever it is.
+    pub rate_headers: Vec<(HeaderName, HeaderValue)>,
     /// Microseconds until decided, and until the upstream's response head.
     pub decided_us: Option<u64>,
     pub upstream_us: Option<u64>,
@@ -71,19 +85,22 @@ pub struct Context {
 
 impl Context {
     /// Notes what the record says of the request: client address (the peer, or
-    /// `X-Forwarded-For` through trusted proxies), host, path and user agent.
+    /// `X-Forwarded-For` through trusted proxies), host, path and user agent. In authorizer mode
+    /// these are the original request's, known once the gateway's question is read.
     pub fn note(&mut self, uri: &Uri, headers: &HeaderMap, snapshot: &Snapshot) {
-        self.client_ip =
-            headers::client_ip(headers, self.peer.ip(), |ip| snapshot.is_trusted_proxy(ip));
+        let arrival = &mut self.arrival;
+        arrival.client_ip = headers::client_ip(headers, arrival.peer.ip(), |ip| {
+            snapshot.is_trusted_proxy(ip)
+        });
         let text = |name| {
             headers
                 .get(name)
                 .and_then(|v: &HeaderValue| v.to_str().ok())
                 .map(str::to_string)
         };
-        self.host = text(http::header::HOST).or_else(|| uri.authority().map(|a| a.to_string()));
-        self.path = uri.path().to_string();
-        self.user_agent = text(http::header::USER_AGENT);
+        arrival.host = text(http::header::HOST).or_else(|| uri.authority().map(|a| a.to_string()));
+        arrival.path = uri.path().to_string();
+        arrival.user_agent = text(http::header::USER_AGENT);
     }
 
     /// The context of a request that just arrived on a connection.
@@ -95,6 +112,16 @@ impl Context {
             trusted,
             conn.tls,
         )
+    }
+
+    /// The path the record names: the canonical one once known, else the one sent.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.arrival.path)
+    }
+
+    /// Microseconds since the request arrived.
+    pub fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.arrival.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Whether the request's `Authorization` may travel on to the application: never with an API
@@ -120,13 +147,25 @@ impl Context {
     pub fn new(request_id: HeaderValue, peer: SocketAddr, peer_trusted: bool, tls: bool) -> Self {
         let now = Instant::now();
         Context {
-            client_ip: peer.ip(),
-            host: None,
-            path: String::new(),
-            user_agent: None,
-            action: None,
-            resource: None,
+            arrival: Arrival {
+                request_id,
+                peer,
+                peer_trusted,
+                tls,
+                started: now,
+                client_ip: peer.ip(),
+                host: None,
+                path: String::new(),
+                user_agent: None,
+            },
+            stage: Stage::Admission,
+            path: None,
+            tenant: None,
+            route: None,
+            principal: None,
+            decision: None,
             shadow_deny: false,
+            rate_headers: Vec::new(),
             decided_us: None,
             upstream_us: None,
             forwarded: false,
@@ -134,17 +173,6 @@ impl Context {
             problem: None,
             stage_times: Vec::with_capacity(8),
             stage_started: now,
-            request_id,
-            peer,
-            peer_trusted,
-            tls,
-            started: now,
-            stage: Stage::Admission,
-            tenant: None,
-            principal: None,
-            route: None,
-            decision: None,
-            rate_headers: Vec::new(),
         }
     }
 }

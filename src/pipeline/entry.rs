@@ -92,7 +92,7 @@ async fn proxy(
         principal: None,
     };
     let target = decide_live(shared, snapshot, ctx, input).await?;
-    ctx.decided_us = Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    ctx.decided_us = Some(ctx.elapsed_us());
     // The decision is on record before the request goes anywhere.
     if let Some(auditor) = &shared.auditor
         && auditor.records == AuditRecords::Split
@@ -110,7 +110,9 @@ async fn proxy(
 /// A refusal as a client gets it.
 fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
     ctx.problem = Some(refusal.problem.slug());
-    refusal.into_response(&ctx.request_id).map(Either::Right)
+    refusal
+        .into_response(&ctx.arrival.request_id)
+        .map(Either::Right)
 }
 
 /// The last step of every request: the request id and rate-limit headers, the metrics, and the
@@ -123,7 +125,7 @@ fn finish(
     mut response: Response<ProxyBody>,
 ) -> Response<ResponseBody> {
     let headers = response.headers_mut();
-    headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    headers.insert(&X_REQUEST_ID, ctx.arrival.request_id.clone());
     for (name, value) in ctx.rate_headers.drain(..) {
         headers.insert(name, value);
     }

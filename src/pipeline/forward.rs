@@ -124,9 +124,9 @@ fn rewrite_head(
     headers::set_forwarded(
         h,
         &ClientSide {
-            peer: ctx.peer.ip(),
-            peer_trusted: ctx.peer_trusted,
-            proto: if ctx.tls { "https" } else { "http" },
+            peer: ctx.arrival.peer.ip(),
+            peer_trusted: ctx.arrival.peer_trusted,
+            proto: if ctx.arrival.tls { "https" } else { "http" },
             host,
         },
     );
@@ -138,7 +138,7 @@ fn rewrite_head(
             h.remove(HOST);
         }
     }
-    h.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    h.insert(&X_REQUEST_ID, ctx.arrival.request_id.clone());
 }
 
 /// Tunnels an upgraded exchange: only when the upstream switched to the WebSocket the client

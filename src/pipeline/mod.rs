@@ -33,7 +33,7 @@ use crate::stage::Stage;
 use crate::state::Shared;
 use crate::tenants::Tenant;
 
-pub use context::{Context, ProxyBody, ResponseBody};
+pub use context::{Arrival, Context, Matched, ProxyBody, ResponseBody};
 use normalize::Target;
 
 /// [`decide`] for a request being served (either mode): the process's key sets, metrics and
@@ -112,7 +112,7 @@ async fn limit(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let items = quota::items(tenant, costs, now);
-    let route = ctx.route.as_deref();
+    let route = ctx.route.as_ref().map(|r| &*r.id);
     let outcome = limits
         .check(metrics, tenant, &principal.id, route, &items)
         .await?;
@@ -125,6 +125,42 @@ async fn limit(
         quota::respond(metrics, tenant, &items, consumed)?;
     }
     Ok(())
+}
+
+/// Stage 5: the tenant's Cedar policies decide; the decision is noted in `ctx` either way.
+fn judge(
+    ctx: &mut Context,
+    authz: &crate::authz::Authz,
+    metrics: &Metrics,
+    request: &authorize::Request<'_>,
+) -> Result<(), Refusal> {
+    let (decision, result) = authorize::authorize(authz, metrics, request);
+    ctx.shadow_deny = !decision.allowed && request.route.route.shadow;
+    ctx.decision = Some(decision);
+    result
+}
+
+/// Stage 3: the route of the canonical path (after a tenant path prefix was stripped, the path
+/// authorized and forwarded), noted in `ctx` for the record.
+fn find_route<'a>(
+    ctx: &mut Context,
+    authorization: Option<(&crate::config::Authorization, &'a crate::authz::Authz)>,
+    method: &Method,
+    target: &Target,
+) -> Result<Option<crate::authz::routes::RouteMatch<'a>>, Refusal> {
+    let path = target.path_and_query.path();
+    ctx.path = Some(path.to_string());
+    let Some((config, authz)) = authorization else {
+        return Ok(None);
+    };
+    let found = route::find(authz, config.unmatched, method, path)?;
+    ctx.route = found.as_ref().map(|found| Matched {
+        id: found.route.id.clone(),
+        action: found.route.action.clone(),
+        resource_type: found.route.resource_type.clone(),
+        resource_id: found.resource_id.clone(),
+    });
+    Ok(found)
 }
 
 /// Who asks [`decide`], which changes what it does with what it cannot forward as it is.
@@ -165,7 +201,7 @@ pub async fn decide(
     // 1. normalize: the one canonical target every later stage and the upstream see.
     ctx.enter(Stage::Normalize);
     let mut target = canonical(snapshot, &input)?;
-    ctx.path = target.path_and_query.path().to_string();
+    ctx.path = Some(target.path_and_query.path().to_string());
 
     // 2. tenant, from what the request itself says; its standing is checked before identity.
     ctx.enter(Stage::Tenant);
@@ -194,22 +230,7 @@ pub async fn decide(
         .authorization
         .as_ref()
         .zip(snapshot.authz.as_ref());
-    let route = match authorization {
-        Some((config, authz)) => route::find(
-            authz,
-            config.unmatched,
-            input.method,
-            target.path_and_query.path(),
-        )?,
-        None => None,
-    };
-    ctx.route = route.as_ref().map(|r| r.route.id.clone());
-    if let Some(found) = &route {
-        ctx.action = Some(found.route.action.clone());
-        ctx.resource = Some((found.route.resource_type.clone(), found.resource_id.clone()));
-    }
-    // After a tenant path prefix was stripped, this is the path authorized and forwarded.
-    ctx.path = target.path_and_query.path().to_string();
+    let route = find_route(ctx, authorization, input.method, &target)?;
     upgrade(&mut target, &input, authorization.is_some(), route.as_ref())?;
     target.request_trailers = route.as_ref().is_some_and(|r| r.route.request_trailers);
 
@@ -240,14 +261,11 @@ pub async fn decide(
             tenant: &tenant,
             principal: &principal,
             route: found,
-            client_ip: ctx.client_ip,
+            client_ip: ctx.arrival.client_ip,
             method: input.method,
             path: target.path_and_query.path(),
         };
-        let (decision, result) = authorize::authorize(authz, metrics, &request);
-        ctx.shadow_deny = !decision.allowed && found.route.shadow;
-        ctx.decision = Some(decision);
-        result?;
+        judge(ctx, authz, metrics, &request)?;
     }
 
     // 6–7. the plan's rate limits, then its quotas (only admitted requests are counted).

@@ -46,11 +46,11 @@ pub fn respond(
         Consumed::Allowed(usage) => {
             // A gauge under `other` would show whichever capped tenant wrote last: capped
             // tenants get none (their counters still add up under `other`).
-            if metrics.tenant_label(&tenant.id) != tenant.id {
+            if metrics.tenant_label(&tenant.id) != &*tenant.id {
                 return Ok(());
             }
             for (item, used) in items.iter().zip(usage) {
-                let labels = [tenant.id.as_str(), item.metric.as_str()];
+                let labels = [&*tenant.id, item.metric.as_str()];
                 metrics
                     .quota_usage
                     .with_label_values(&labels)

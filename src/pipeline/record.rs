@@ -14,14 +14,14 @@ use crate::metrics::Metrics;
 use super::context::Context;
 
 pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusCode) {
-    let elapsed = ctx.started.elapsed();
+    let elapsed = ctx.arrival.started.elapsed();
     metrics.count_status(status);
     metrics.request_duration.observe(elapsed.as_secs_f64());
     let tenant = ctx
         .tenant
         .as_ref()
         .map_or("-", |t| metrics.tenant_label(&t.id));
-    let plan = ctx.tenant.as_ref().map_or("-", |t| t.plan.id.as_str());
+    let plan = ctx.tenant.as_ref().map_or("-", |t| &*t.plan.id);
     let decision = if ctx.problem.is_some() && !ctx.forwarded {
         "deny"
     } else {
@@ -35,8 +35,8 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
         metrics.observe_stage(*stage, time.as_secs_f64());
     }
     tracing::debug!(
-        request_id = ctx.request_id.to_str().unwrap_or_default(),
-        peer = %ctx.peer,
+        request_id = ctx.arrival.request_id.to_str().unwrap_or_default(),
+        peer = %ctx.arrival.peer,
         %method,
         status = status.as_u16(),
         micros = elapsed.as_micros() as u64,
@@ -49,7 +49,11 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
 pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Option<u16>) -> Record {
     let mut r = Record::new(
         Kind::Decision,
-        ctx.request_id.to_str().unwrap_or_default().to_string(),
+        ctx.arrival
+            .request_id
+            .to_str()
+            .unwrap_or_default()
+            .to_string(),
     );
     r.tenant = ctx.tenant.as_ref().map(|t| t.id.clone());
     r.plan = ctx.tenant.as_ref().map(|t| t.plan.id.clone());
@@ -62,12 +66,14 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
         },
         auth: p.method.as_str(),
     });
-    r.route = ctx.route.clone();
-    r.action = ctx.action.clone();
-    r.resource = ctx.resource.as_ref().map(|(kind, id)| audit::Resource {
-        kind: kind.clone(),
-        id: id.clone(),
-    });
+    if let Some(route) = &ctx.route {
+        r.route = Some(route.id.clone());
+        r.action = Some(route.action.clone());
+        r.resource = Some(audit::Resource {
+            kind: route.resource_type.clone(),
+            id: route.resource_id.clone(),
+        });
+    }
     let refused = ctx.problem.is_some() && !ctx.forwarded;
     r.decision = Some(if refused { "deny" } else { "allow" });
     r.stage = Some(ctx.stage.name());
@@ -79,13 +85,13 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
     r.shadow = ctx.shadow_deny;
     r.http = audit::Http {
         method: method.to_string(),
-        host: ctx.host.clone(),
-        path: ctx.path.clone(),
+        host: ctx.arrival.host.clone(),
+        path: ctx.path().to_string(),
         status,
     };
     r.client = audit::Client {
-        ip: auditor.client_ip(&ctx.client_ip.to_string()),
-        user_agent: auditor.user_agent(ctx.user_agent.as_deref()),
+        ip: auditor.client_ip(&ctx.arrival.client_ip.to_string()),
+        user_agent: auditor.user_agent(ctx.arrival.user_agent.as_deref()),
     };
     r.timing_us.decision = ctx.decided_us;
     r
@@ -101,8 +107,7 @@ pub fn audit(
 ) -> Option<Completion> {
     if !ctx.forwarded {
         let mut r = decision(auditor, ctx, method, Some(status.as_u16()));
-        r.timing_us.total =
-            Some(u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        r.timing_us.total = Some(ctx.elapsed_us());
         auditor.record_now(r);
         return None;
     }
@@ -115,14 +120,18 @@ pub fn audit(
         AuditRecords::Split => {
             let mut r = Record::new(
                 Kind::Completion,
-                ctx.request_id.to_str().unwrap_or_default().to_string(),
+                ctx.arrival
+                    .request_id
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_string(),
             );
             r.tenant = ctx.tenant.as_ref().map(|t| t.id.clone());
             r.problem = ctx.problem;
             r.http = audit::Http {
                 method: method.to_string(),
-                host: ctx.host.clone(),
-                path: ctx.path.clone(),
+                host: ctx.arrival.host.clone(),
+                path: ctx.path().to_string(),
                 status: Some(status.as_u16()),
             };
             r.timing_us.decision = ctx.decided_us;
@@ -134,7 +143,7 @@ pub fn audit(
     Some(Completion {
         auditor: auditor.clone(),
         record,
-        started: ctx.started,
+        started: ctx.arrival.started,
         received: ctx.received.clone(),
     })
 }

@@ -162,7 +162,7 @@ pub fn settle(
     if principal
         .issuer_tenants
         .as_ref()
-        .is_some_and(|allowed| !allowed.contains(&tenant.id))
+        .is_some_and(|allowed| !allowed.iter().any(|id| **id == *tenant.id))
     {
         return Err(Refusal::new(
             Problem::TenantMismatch,
@@ -172,7 +172,7 @@ pub fn settle(
     let operator = principal.has_any_role(operator_roles);
     let belongs = match (&principal.tenant, principal.method) {
         (_, AuthMethod::Anonymous) => true,
-        (Some(id), _) => *id == tenant.id,
+        (Some(id), _) => **id == *tenant.id,
         (None, _) => false,
     };
     if !belongs && !operator {

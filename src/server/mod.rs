@@ -117,15 +117,7 @@ impl Server {
             config,
             authorizers,
         } = self;
-        // The bound addresses, for whoever asked for port 0 (the tests do).
-        let show = |addr: std::io::Result<SocketAddr>| {
-            addr.map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
-        };
-        tracing::info!(
-            proxy = %show(listener.local_addr()),
-            admin = %show(admin.local_addr()),
-            "listening"
-        );
+        announce(&listener, &admin, &authorizers, tls.is_some());
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
         let flush_interval = config.limits.flush_interval;
@@ -143,11 +135,6 @@ impl Server {
             tokio::spawn(reloader.run(shared.metrics.clone(), stop_background.clone()));
             acceptor
         });
-        tracing::info!(
-            proxy = ?listener.local_addr().ok(),
-            tls = acceptor.is_some(),
-            "serving"
-        );
 
         let drain = CancellationToken::new();
         let connections = Arc::new(Semaphore::new(max_connections));
@@ -158,29 +145,17 @@ impl Server {
             connections: &connections,
             shutdown: &shutdown,
         };
-        let authorizing = authorizers.iter().enumerate().map(|(i, listener)| {
-            tracing::info!(authorizer = ?listener.local_addr().ok(), "serving the authorizer");
-            accept.run(listener, None, Some(i))
-        });
+        let authorizing = authorizers
+            .iter()
+            .enumerate()
+            .map(|(i, listener)| accept.run(listener, None, Some(i)));
         tokio::join!(
             accept.run(&listener, acceptor, None),
             futures_util::future::join_all(authorizing)
         );
 
         drop(listener);
-        shared.draining.store(true, Ordering::Relaxed);
-        tracing::info!(timeout = ?drain_timeout, "shutting down: draining connections");
-        drain.cancel();
-        shared.tasks.close();
-        if tokio::time::timeout(drain_timeout, shared.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = shared.tasks.len(),
-                "drain timeout reached; closing remaining connections"
-            );
-        }
+        drain_and_stop(&shared, &drain, drain_timeout).await;
         stop_background.cancel();
         let _ = admin_task.await;
         // Housekeeping ends with a last flush of the usage store.
@@ -283,5 +258,36 @@ async fn housekeeping(shared: Arc<Shared>, flush_interval: Duration, stop: Cance
                 shared.metrics.rate_limit_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
             }
         }
+    }
+}
+/// The one start-up line with every bound address (tests that ask for port 0 read it back).
+fn announce(listener: &TcpListener, admin: &TcpListener, authorizers: &[TcpListener], tls: bool) {
+    let show = |addr: std::io::Result<SocketAddr>| {
+        addr.map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+    };
+    let authorizers: Vec<String> = authorizers.iter().map(|l| show(l.local_addr())).collect();
+    tracing::info!(
+        proxy = %show(listener.local_addr()),
+        admin = %show(admin.local_addr()),
+        authorizers = %authorizers.join(","),
+        tls,
+        "listening"
+    );
+}
+
+/// Stops taking requests and waits up to `timeout` for those in flight.
+async fn drain_and_stop(shared: &Shared, drain: &CancellationToken, timeout: Duration) {
+    shared.draining.store(true, Ordering::Relaxed);
+    tracing::info!(timeout = %humantime::format_duration(timeout), "shutting down: draining connections");
+    drain.cancel();
+    shared.tasks.close();
+    if tokio::time::timeout(timeout, shared.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = shared.tasks.len(),
+            "drain timeout reached; closing remaining connections"
+        );
     }
 }

@@ -62,7 +62,7 @@ pub enum Status {
 
 #[derive(Debug)]
 pub struct Tenant {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
     pub plan: Arc<Plan>,
     pub status: Status,
@@ -298,7 +298,7 @@ fn effective(t: &RawTenant, plan: Arc<Plan>, fail: &mut dyn FnMut(&str, String))
     Tenant {
         headers: tenant_headers(&t.id, &plan.id, &features, &limits),
         rate_limit_policy: plans::policy_header(&rate_limits),
-        id: t.id.clone(),
+        id: t.id.as_str().into(),
         name: t.name.clone().unwrap_or_else(|| t.id.clone()),
         plan,
         status: t.status,

@@ -93,7 +93,7 @@ pub enum Period {
 
 #[derive(Debug)]
 pub struct Plan {
-    pub id: String,
+    pub id: Arc<str>,
     pub description: String,
     pub rate_limits: Vec<RateLimit>,
     pub quotas: BTreeMap<String, Quota>,
@@ -222,7 +222,7 @@ pub fn plan(id: &str, raw: RawPlan, errors: &mut Vec<String>) -> Plan {
         }
     }
     Plan {
-        id: id.to_string(),
+        id: id.into(),
         description: raw.description.unwrap_or_default(),
         rate_limits,
         quotas,

@@ -9,7 +9,6 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
-use crate::support::tollgate::free_port;
 use crate::support::{Options, Tollgate, Upstream, eventually, get};
 
 /// The full stack with the given audit section.
@@ -517,7 +516,6 @@ async fn the_metrics_parse_as_prometheus_text_and_match_the_traffic() {
             .iter()
             .any(|s| s.metric == "tollgate_stage_duration_seconds_count")
     );
-    let _ = free_port;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

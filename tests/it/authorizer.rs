@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use jsonwebtoken::Algorithm;
+use serde_json::json;
 
 use crate::support::client::Reply;
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
-use crate::support::tollgate::free_port;
 use crate::support::{Tollgate, Upstream, collect, send};
 
 pub struct Setup {
@@ -18,10 +18,6 @@ pub struct Setup {
     pub envoy: SocketAddr,
     pub traefik: SocketAddr,
     keys: Keys,
-}
-
-fn loopback() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
 pub async fn start() -> Setup {
@@ -37,20 +33,20 @@ pub async fn start_with(extra: &str) -> Setup {
 pub async fn start_limited(extra: &str, limits: &str) -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let (nginx, envoy, traefik) = (loopback(), loopback(), loopback());
-    let options = fixture::full_stack(
-        &keys,
-        &format!(
-            "authorizer:
-  - {{ listen: {nginx}, gateway: nginx }}
-  - {{ listen: {envoy}, gateway: envoy, envoy_path_prefix: /ext_authz }}
-  - {{ listen: {traefik}, gateway: traefik }}
-{extra}"
-        ),
+    // Port 0 each: Tollgate reports what it bound, in this order.
+    let mut options = fixture::full_stack(&keys, extra).with(
+        "authorizer",
+        json!([
+            { "listen": "127.0.0.1:0", "gateway": "nginx" },
+            { "listen": "127.0.0.1:0", "gateway": "envoy", "envoy_path_prefix": "/ext_authz" },
+            { "listen": "127.0.0.1:0", "gateway": "traefik" },
+        ]),
     );
-    let mut options = options;
     options.limits = limits.into();
     let tollgate = Tollgate::start(upstream.addr, options);
+    let [nginx, envoy, traefik] = tollgate.authorizers[..] else {
+        panic!("three authorizer listeners: {:?}", tollgate.authorizers);
+    };
     Setup {
         upstream,
         tollgate,

@@ -33,7 +33,7 @@ pub fn shipped_policy_files() -> Vec<(String, String)> {
 }
 
 fn options(keys: &Keys, extra_files: Vec<(String, String)>) -> Options {
-    let mut options = fixture::options(keys, false, "[subdomain, claim]", "");
+    let mut options = fixture::options(keys, false, &["subdomain", "claim"], &[]);
     options.files.extend(shipped_policy_files());
     options.files.extend(extra_files);
     options

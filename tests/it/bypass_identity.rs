@@ -57,9 +57,7 @@ async fn an_api_key_never_reaches_the_upstream_and_a_token_does_unless_configure
     );
 
     let s = stack_with(Answer::Ok, |options| {
-        options.extra = options
-            .extra
-            .replace("identity:\n", "identity:\n  forward_token: false\n");
+        options.set("identity.forward_token", false);
     })
     .await;
     let alice = s.token("alice", "acme", &["viewer"]);
@@ -105,20 +103,16 @@ async fn claims_that_would_add_a_list_element_or_vanish_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuers_are_bound_to_their_tenants_and_only_some_may_grant_operator_roles() {
     const OTHER_SECRET: &str = "another-hmac-secret-of-at-least-32-bytes";
-    let extra = format!(
-        "    - issuer: https://partner.test
-      audiences: [{aud}]
-      tenants: [globex]
-      keys: [{{ kid: partner, alg: HS256, secret: \"{OTHER_SECRET}\" }}]
-",
-        aud = fixture::AUDIENCE
-    );
+    let partner_issuer = serde_json::json!({
+        "issuer": "https://partner.test",
+        "audiences": [fixture::AUDIENCE],
+        "tenants": ["globex"],
+        "keys": [{ "kid": "partner", "alg": "HS256", "secret": OTHER_SECRET }],
+    });
     let keys = Keys::generate();
     let recorder = Recorder::start(Answer::Ok).await;
-    let mut options = fixture::full_stack(&keys, "");
-    options.extra = options
-        .extra
-        .replace("authorization:\n", &format!("{extra}authorization:\n"));
+    // After the fixture's own issuer (identity.jwt.0).
+    let options = fixture::full_stack(&keys, "").with("identity.jwt.1", partner_issuer);
     let tollgate = Tollgate::start(recorder.addr, options);
     let partner = |sub: &str, tenant: &str, roles: &[&str]| {
         let mut body = claims(sub, tenant, roles);

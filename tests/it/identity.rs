@@ -11,18 +11,19 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::support::config::Document;
 use crate::support::fixture::{self, Keys, bearer, claims, now, sign, sign_es256};
 use crate::support::tollgate::cli;
 use crate::support::{Tollgate, Upstream, eventually, get};
 
 const HOST: (&str, &str) = ("host", "acme.app.test");
 
-async fn start(anonymous: bool, identity_extra: &str) -> (Upstream, Tollgate, Keys) {
+async fn start(anonymous: bool, providers: &[Value]) -> (Upstream, Tollgate, Keys) {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let options = fixture::options(&keys, anonymous, "[subdomain, claim]", identity_extra);
+    let options = fixture::options(&keys, anonymous, &["subdomain", "claim"], providers);
     let tollgate = Tollgate::start(upstream.addr, options);
     (upstream, tollgate, keys)
 }
@@ -38,7 +39,7 @@ async fn status_with(tollgate: &Tollgate, authorization: &str) -> crate::support
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_of_every_supported_algorithm_are_accepted() {
-    let (_upstream, tollgate, keys) = start(false, "").await;
+    let (_upstream, tollgate, keys) = start(false, &[]).await;
     for (alg, kid) in [
         (Algorithm::HS256, "hs"),
         (Algorithm::RS256, "rs"),
@@ -65,7 +66,7 @@ async fn tokens_of_every_supported_algorithm_are_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_misdirected_tokens_are_refused_with_401() {
-    let (upstream, tollgate, keys) = start(false, "").await;
+    let (upstream, tollgate, keys) = start(false, &[]).await;
     let valid = claims("alice", "acme", &["viewer"]);
     let with = |key: &str, value: serde_json::Value| {
         let mut c = valid.clone();
@@ -166,7 +167,7 @@ async fn forged_expired_and_misdirected_tokens_are_refused_with_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hmac_token_keyed_with_the_rsa_public_key_is_refused() {
-    let (_upstream, tollgate, keys) = start(false, "").await;
+    let (_upstream, tollgate, keys) = start(false, &[]).await;
     let public_pem = keys.rsa.public_key_pem();
     let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
     header.kid = Some("rs".to_string());
@@ -193,7 +194,7 @@ async fn an_hmac_token_keyed_with_the_rsa_public_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_credentials_are_401_unless_anonymous_callers_are_allowed() {
-    let (_upstream, strict, _keys) = start(false, "").await;
+    let (_upstream, strict, _keys) = start(false, &[]).await;
     let reply = get(strict.addr, "/x", &[HOST]).await;
     reply.assert_problem(401, "unauthenticated");
     assert_eq!(
@@ -204,7 +205,7 @@ async fn missing_credentials_are_401_unless_anonymous_callers_are_allowed() {
         .await
         .assert_problem(401, "invalid-credentials");
 
-    let (_upstream, open, _keys) = start(true, "").await;
+    let (_upstream, open, _keys) = start(true, &[]).await;
     let reply = get(open.addr, "/x", &[HOST]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -220,7 +221,7 @@ fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> (bool, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_created_used_expired_and_revoked_by_editing_the_file() {
-    let (_upstream, tollgate, _keys) = start(false, "").await;
+    let (_upstream, tollgate, _keys) = start(false, &[]).await;
     let (ok, key, stderr) = keys_create(
         &tollgate,
         "acme",
@@ -341,11 +342,13 @@ async fn jwks_keys_rotate_without_a_restart() {
         json!({ "keys": [ec_jwk("k1", &first)] }).to_string(),
     ));
     let jwks_addr = jwks_server(jwks.clone()).await;
-    let provider = format!(
-        "    - issuer: https://idp.test\n      audiences: [{}]\n      jwks_url: http://{jwks_addr}/jwks.json\n      jwks_refresh: 1s\n",
-        fixture::AUDIENCE
-    );
-    let (_upstream, tollgate, _keys) = start(false, &provider).await;
+    let provider = json!({
+        "issuer": "https://idp.test",
+        "audiences": [fixture::AUDIENCE],
+        "jwks_url": format!("http://{jwks_addr}/jwks.json"),
+        "jwks_refresh": "1s",
+    });
+    let (_upstream, tollgate, _keys) = start(false, &[provider]).await;
     let token = |sub: &str, kid: &str, key: &rcgen::KeyPair| {
         let mut body = claims(sub, "acme", &["user"]);
         body["iss"] = json!("https://idp.test");
@@ -387,7 +390,7 @@ fn token_command(config: &std::path::Path, args: &[&str]) -> (bool, String, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_command_mints_tokens_the_proxy_accepts_and_needs_a_signing_key() {
-    let (_upstream, tollgate, _keys) = start(false, "").await;
+    let (_upstream, tollgate, _keys) = start(false, &[]).await;
     let config = tollgate.path("tollgate.yaml");
     let (ok, token, stderr) = token_command(
         &config,
@@ -417,13 +420,11 @@ async fn the_token_command_mints_tokens_the_proxy_accepts_and_needs_a_signing_ke
     assert!(!ok && stderr.contains("unknown tenant"), "{stderr}");
 
     // Only public keys: nothing to sign with.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let verify_only: String = text
-        .lines()
-        .filter(|l| !l.contains("kid: hs"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(tollgate.path("verify-only.yaml"), verify_only).unwrap();
+    let mut doc = Document::read(&config);
+    let keys = doc.get("identity.jwt.0.keys").unwrap().as_array().unwrap();
+    let public: Vec<Value> = keys.iter().filter(|k| k["kid"] != "hs").cloned().collect();
+    doc.set("identity.jwt.0.keys", public);
+    doc.write(&tollgate.path("verify-only.yaml"));
     let (ok, _, stderr) = token_command(
         &tollgate.path("verify-only.yaml"),
         &["--tenant", "acme", "--sub", "x"],
@@ -439,11 +440,18 @@ async fn a_jwks_file_provider_with_nested_claims_maps_roles_tenant_and_mfa() {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let provider = "    - issuer: https://keycloak.test/realms/acme
-      jwks_file: keys/jwks.json
-      claims: { subject: preferred_username, tenant: org.id, roles: realm_access.roles, scopes: scp, mfa: amr }
-";
-    let mut options = fixture::options(&keys, false, "[subdomain, claim]", provider);
+    let provider = json!({
+        "issuer": "https://keycloak.test/realms/acme",
+        "jwks_file": "keys/jwks.json",
+        "claims": {
+            "subject": "preferred_username",
+            "tenant": "org.id",
+            "roles": "realm_access.roles",
+            "scopes": "scp",
+            "mfa": "amr",
+        },
+    });
+    let mut options = fixture::options(&keys, false, &["subdomain", "claim"], &[provider]);
     options.files.push((
         "keys/jwks.json".to_string(),
         json!({ "keys": [ec_jwk("kc", &key)] }).to_string(),

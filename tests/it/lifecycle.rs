@@ -98,7 +98,7 @@ async fn logs_are_json_lines_when_asked() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    assert!(lines.iter().any(|l| l["message"] == "serving"), "{log}");
+    assert!(lines.iter().any(|l| l["message"] == "listening"), "{log}");
     assert!(
         lines
             .iter()

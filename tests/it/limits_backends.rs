@@ -77,7 +77,7 @@ async fn start(store: Store) -> Stack {
         ),
     };
     let keys = Keys::generate();
-    let mut options = fixture::options(&keys, true, "[subdomain]", "");
+    let mut options = fixture::options(&keys, true, &["subdomain"], &[]);
     options
         .files
         .retain(|(name, _)| name != "plans.yaml" && name != "tenants.yaml");

@@ -36,7 +36,7 @@ pub const TENANTS: &str = "tenants:
 ";
 
 pub fn options(keys: &Keys, limits: &str) -> Options {
-    let mut options = fixture::options(keys, true, "[subdomain, claim]", "");
+    let mut options = fixture::options(keys, true, &["subdomain", "claim"], &[]);
     options
         .files
         .retain(|(name, _)| name != "plans.yaml" && name != "tenants.yaml");

@@ -11,7 +11,7 @@ async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
     let upstream = Upstream::start().await;
     let tollgate = Tollgate::start(
         upstream.addr,
-        fixture::options(&keys, true, "[subdomain]", ""),
+        fixture::options(&keys, true, &["subdomain"], &[]),
     );
     let tenants = tollgate.path("tenants.yaml");
     let acme = [("host", "acme.app.test")];
@@ -66,11 +66,7 @@ async fn a_broken_tenants_file_is_refused_and_the_old_tenants_keep_serving() {
 
 /// Options whose reload tick comes once an hour: what happens sooner is inotify's or SIGHUP's.
 fn hourly(keys: &Keys) -> crate::support::Options {
-    let mut options = fixture::options(keys, true, "[subdomain]", "");
-    options.extra = options
-        .extra
-        .replace("reload_interval: 100ms", "reload_interval: 1h");
-    options
+    fixture::options(keys, true, &["subdomain"], &[]).with("tenancy.reload_interval", "1h")
 }
 
 /// The tenants file with acme suspended.
@@ -150,7 +146,7 @@ async fn writer_once_read(fifo: &std::path::Path) -> std::fs::File {
 async fn requests_are_served_while_a_reload_is_stuck() {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let mut options = fixture::options(&keys, true, "[subdomain]", "");
+    let mut options = fixture::options(&keys, true, &["subdomain"], &[]);
     options.server = "workers: 1".into();
     let tollgate = Tollgate::start(upstream.addr, options);
     let acme = [("host", "acme.app.test")];

@@ -4,12 +4,18 @@ use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::{Tollgate, Upstream, get};
 use jsonwebtoken::Algorithm;
 
-const ALL: &str = "[subdomain, custom_domain, header, path_prefix, claim]";
+const ALL: &[&str] = &[
+    "subdomain",
+    "custom_domain",
+    "header",
+    "path_prefix",
+    "claim",
+];
 
-async fn start(sources: &str) -> (Upstream, Tollgate, Keys) {
+async fn start(sources: &[&str]) -> (Upstream, Tollgate, Keys) {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let tollgate = Tollgate::start(upstream.addr, fixture::options(&keys, true, sources, ""));
+    let tollgate = Tollgate::start(upstream.addr, fixture::options(&keys, true, sources, &[]));
     (upstream, tollgate, keys)
 }
 
@@ -161,11 +167,7 @@ async fn the_path_prefix_is_stripped_unless_configured_otherwise() {
 
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let mut options = fixture::options(&keys, true, ALL, "");
-    options.extra = options.extra.replace(
-        "reload_interval: 100ms",
-        "reload_interval: 100ms\n  strip_path_prefix: false",
-    );
+    let options = fixture::options(&keys, true, ALL, &[]).with("tenancy.strip_path_prefix", false);
     let keeping = Tollgate::start(upstream.addr, options);
     let reply = get(keeping.addr, "/t/globex/api/v1", &[("host", "127.0.0.1")]).await;
     assert_eq!(reply.json()["path"], "/t/globex/api/v1");
@@ -212,7 +214,7 @@ async fn suspended_pending_archived_and_lapsed_trial_tenants_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_source_that_is_not_configured_is_ignored_and_stripped() {
-    let (_upstream, tollgate, _keys) = start("[subdomain, custom_domain]").await;
+    let (_upstream, tollgate, _keys) = start(&["subdomain", "custom_domain"]).await;
     let reply = get(
         tollgate.addr,
         "/x",

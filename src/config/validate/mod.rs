@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::model::{Admin, Config, Forwarding, Identity, Log, Server, TOKEN_CACHE};
-use super::raw::{RawConfig, RawForwarding, RawLog};
+use super::raw::{RawAdmin, RawConfig, RawForwarding, RawLog, RawServer};
 
 mod errors;
 mod sections;
@@ -20,42 +20,8 @@ use stores::{audit, authorization, authorizers, limits_store};
 
 pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec<String>> {
     let mut errs = Errors(Vec::new());
-    let listen = errs.socket_addr(
-        "server.listen",
-        raw.server.listen.as_deref(),
-        "0.0.0.0:8080",
-    );
-    let tls = raw.server.tls.map(|t| tls(&mut errs, base, t));
-    let server = Server {
-        listen,
-        tls,
-        h2c: raw.server.h2c.unwrap_or(false),
-        drain_timeout: errs.positive(
-            "server.drain_timeout",
-            raw.server.drain_timeout,
-            Duration::from_secs(30),
-        ),
-        workers: raw.server.workers.unwrap_or(0),
-        limits: limits(&mut errs, raw.server.limits),
-    };
-    let admin = Admin {
-        listen: errs.socket_addr(
-            "admin.listen",
-            raw.admin.listen.as_deref(),
-            "127.0.0.1:9090",
-        ),
-        token: raw.admin.token.filter(|t| !t.is_empty()),
-    };
-    if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
-        errs.push("admin.token", "must be at least 16 characters");
-    }
-    // Port 0 asks the system for a free port: two of them never collide.
-    if admin.listen == server.listen && admin.listen.port() != 0 {
-        errs.push(
-            "admin.listen",
-            format!("{} is also server.listen", admin.listen),
-        );
-    }
+    let server = server(&mut errs, base, raw.server);
+    let admin = admin(&mut errs, raw.admin, &server);
     let upstream = upstream(&mut errs, base, raw.upstream);
     let forwarding = forwarding(&mut errs, raw.forwarding);
     let log = log(&mut errs, raw.log);
@@ -105,6 +71,43 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
         authorizers,
     })
+}
+
+/// `server`: the proxy listener, TLS, drain and header limits.
+fn server(errs: &mut Errors, base: &Path, raw: RawServer) -> Server {
+    let listen = errs.socket_addr("server.listen", raw.listen.as_deref(), "0.0.0.0:8080");
+    let tls = raw.tls.map(|t| tls(errs, base, t));
+    Server {
+        listen,
+        tls,
+        h2c: raw.h2c.unwrap_or(false),
+        drain_timeout: errs.positive(
+            "server.drain_timeout",
+            raw.drain_timeout,
+            Duration::from_secs(30),
+        ),
+        workers: raw.workers.unwrap_or(0),
+        limits: limits(errs, raw.limits),
+    }
+}
+
+/// `admin`: its listener (never the proxy's) and token.
+fn admin(errs: &mut Errors, raw: RawAdmin, server: &Server) -> Admin {
+    let admin = Admin {
+        listen: errs.socket_addr("admin.listen", raw.listen.as_deref(), "127.0.0.1:9090"),
+        token: raw.token.filter(|t| !t.is_empty()),
+    };
+    if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
+        errs.push("admin.token", "must be at least 16 characters");
+    }
+    // Port 0 asks the system for a free port: two of them never collide.
+    if admin.listen == server.listen && admin.listen.port() != 0 {
+        errs.push(
+            "admin.listen",
+            format!("{} is also server.listen", admin.listen),
+        );
+    }
+    admin
 }
 
 fn forwarding(errs: &mut Errors, raw: RawForwarding) -> Forwarding {

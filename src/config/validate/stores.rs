@@ -133,7 +133,9 @@ pub fn authorizers(
             "authorizer".to_string()
         };
         let listen = errs.socket_addr(&format!("{at}.listen"), Some(&a.listen), "0.0.0.0:8082");
-        if taken.contains(&listen) || authorizers.iter().any(|other| other.listen == listen) {
+        // Port 0 asks the system for a free port: two of them never collide.
+        let reused = taken.contains(&listen) || authorizers.iter().any(|o| o.listen == listen);
+        if reused && listen.port() != 0 {
             errs.push(
                 &format!("{at}.listen"),
                 format!("{listen} is already used by another listener"),

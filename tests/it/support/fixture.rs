@@ -66,9 +66,9 @@ impl Keys {
     }
 }
 
-/// Options for a Tollgate with tenancy (every source) and identity (every key kind).
-/// `identity_extra` lines are added under `identity:`.
-pub fn options(keys: &Keys, anonymous: bool, sources: &str, identity_extra: &str) -> Options {
+/// Options for a Tollgate with tenancy (the given tenant `sources`) and identity (every key
+/// kind); `providers` are more `identity.jwt` entries.
+pub fn options(keys: &Keys, anonymous: bool, sources: &[&str], providers: &[Value]) -> Options {
     let files = vec![
         ("plans.yaml".to_string(), PLANS.to_string()),
         ("tenants.yaml".to_string(), TENANTS.to_string()),
@@ -77,34 +77,42 @@ pub fn options(keys: &Keys, anonymous: bool, sources: &str, identity_extra: &str
         ("keys/es.pub.pem".to_string(), keys.ec.public_key_pem()),
         ("keys/ed.pub.pem".to_string(), keys.ed.public_key_pem()),
     ];
-    let extra = format!(
-        "tenancy:
-  tenants_file: tenants.yaml
-  plans_file: plans.yaml
-  base_domains: [app.test]
-  sources: {sources}
-  reload_interval: 100ms
-identity:
-  anonymous: {anonymous}
-  api_keys: {{ file: api-keys.yaml }}
-  operator_roles: [super_admin]
-  jwt:
-    - issuer: {ISSUER}
-      audiences: [{AUDIENCE}]
-      leeway: 5s
-      grants_operator_roles: true
-      keys:
-        - {{ kid: hs, alg: HS256, secret: \"{HS_SECRET}\" }}
-        - {{ kid: rs, alg: RS256, public_key_file: keys/rs.pub.pem }}
-        - {{ kid: es, alg: ES256, public_key_file: keys/es.pub.pem }}
-        - {{ kid: ed, alg: EdDSA, public_key_file: keys/ed.pub.pem }}
-{identity_extra}"
-    );
+    let mut jwt = vec![json!({
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "leeway": "5s",
+        "grants_operator_roles": true,
+        "keys": [
+            { "kid": "hs", "alg": "HS256", "secret": HS_SECRET },
+            { "kid": "rs", "alg": "RS256", "public_key_file": "keys/rs.pub.pem" },
+            { "kid": "es", "alg": "ES256", "public_key_file": "keys/es.pub.pem" },
+            { "kid": "ed", "alg": "EdDSA", "public_key_file": "keys/ed.pub.pem" },
+        ],
+    })];
+    jwt.extend(providers.iter().cloned());
     Options {
         files,
-        extra,
         ..Options::default()
     }
+    .with(
+        "tenancy",
+        json!({
+            "tenants_file": "tenants.yaml",
+            "plans_file": "plans.yaml",
+            "base_domains": ["app.test"],
+            "sources": sources,
+            "reload_interval": "100ms",
+        }),
+    )
+    .with(
+        "identity",
+        json!({
+            "anonymous": anonymous,
+            "api_keys": { "file": "api-keys.yaml" },
+            "operator_roles": ["super_admin"],
+            "jwt": jwt,
+        }),
+    )
 }
 
 pub fn now() -> u64 {
@@ -144,7 +152,7 @@ pub fn bearer(token: &str) -> String {
 /// policies, and plan limits in memory. globex may send one request an hour (the second is
 /// rate-limited). `extra` is more top-level YAML.
 pub fn full_stack(keys: &Keys, extra: &str) -> Options {
-    let mut options = options(keys, false, "[subdomain, claim]", "");
+    let mut options = options(keys, false, &["subdomain", "claim"], &[]);
     options.files.extend(crate::authz::shipped_policy_files());
     options.files.push((
         "tenants.yaml".into(),
@@ -153,7 +161,11 @@ pub fn full_stack(keys: &Keys, extra: &str) -> Options {
             "{ id: globex, plan: basic, status: active, rate_limits: { hourly: 1 } }",
         ),
     ));
-    options.extra.push_str("authorization:\n  routes_file: routes.yaml\n  policies_dir: policies\nlimits:\n  backend: memory\n");
+    options.set(
+        "authorization",
+        json!({ "routes_file": "routes.yaml", "policies_dir": "policies" }),
+    );
+    options.set("limits.backend", "memory");
     options.extra.push_str(extra);
     options
 }

@@ -1,4 +1,5 @@
 pub mod client;
+pub mod config;
 pub mod fixture;
 pub mod gateway;
 pub mod recorder;

@@ -6,13 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::config::Document;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 /// The `admin.token` of every generated configuration; `admin_get` sends it.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// Extra YAML for the generated configuration, each a block of lines under its section.
+/// What a test's configuration adds to [`Document::base`], in this order: YAML blocks merged
+/// under their section, values at dotted paths (`settings`), then `extra`; plus files and how
+/// the process runs.
 #[derive(Default, Clone)]
 pub struct Options {
+    /// Values set at dotted paths (`limits.backend`, `authorizer.0.gateway`).
+    pub settings: Vec<(String, serde_json::Value)>,
     pub server: String,
     pub limits: String,
     pub upstream: String,
@@ -27,14 +33,51 @@ pub struct Options {
     pub stdout_closed: bool,
     /// Files written beside the configuration before start (relative path, contents).
     pub files: Vec<(String, String)>,
-    /// Top-level YAML appended to the configuration (`tenancy:`, `identity:` …).
+    /// Top-level YAML merged into the configuration last (`tenancy:`, `audit:` …).
     pub extra: String,
+}
+
+impl Options {
+    /// Sets the value at a dotted path of the configuration.
+    pub fn with(mut self, path: &str, value: impl Into<serde_json::Value>) -> Options {
+        self.set(path, value);
+        self
+    }
+
+    /// Sets the value at a dotted path of the configuration.
+    pub fn set(&mut self, path: &str, value: impl Into<serde_json::Value>) {
+        self.settings.push((path.to_string(), value.into()));
+    }
+
+    /// The whole configuration document for an upstream at `upstream`.
+    pub fn document(&self, upstream: SocketAddr) -> Document {
+        let url = self
+            .upstream_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{upstream}"));
+        let mut doc = Document::base(&url, ADMIN_TOKEN);
+        doc.merge_lines("server", &self.server);
+        if let Some(tls) = &self.tls {
+            doc.merge_lines("server.tls", tls);
+        }
+        doc.merge_lines("server.limits", &self.limits);
+        doc.merge_lines("upstream", &self.upstream);
+        doc.merge_lines("forwarding", &self.forwarding);
+        for (path, value) in &self.settings {
+            doc.set(path, value.clone());
+        }
+        // The test's own YAML is merged last: it is the most specific.
+        doc.merge_yaml("", &self.extra);
+        doc
+    }
 }
 
 pub struct Tollgate {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The authorizer listeners, in configuration order.
+    pub authorizers: Vec<SocketAddr>,
     pub dir: tempfile::TempDir,
     env: Vec<(&'static str, &'static str)>,
 }
@@ -100,50 +143,27 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn indent(block: &str, spaces: usize) -> String {
-    block
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("{}{}\n", " ".repeat(spaces), l.trim()))
-        .collect()
-}
-
 impl Tollgate {
     pub fn start(upstream: SocketAddr, options: Options) -> Tollgate {
         let dir = tempfile::tempdir().unwrap();
-        // Tollgate binds port 0 and logs what it got: no port can be taken by someone else
-        // between choosing it and binding it.
-        let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (addr, admin) = (unbound, unbound);
-        let url = options
-            .upstream_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{upstream}"));
-        let tls = options
-            .tls
-            .as_deref()
-            .map(|t| format!("  tls:\n{}", indent(t, 4)))
-            .unwrap_or_default();
         for (name, text) in &options.files {
             let path = dir.path().join(name);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, text).unwrap();
         }
-        let yaml = format!(
-            "server:\n  listen: {addr}\n{server}{tls}  limits:\n{limits}admin:\n  listen: {admin}\n  token: {ADMIN_TOKEN}\nupstream:\n  url: {url}\n{upstream}forwarding:\n{forwarding}log:\n  level: debug\n{extra}",
-            extra = options.extra,
-            server = indent(&options.server, 2),
-            limits = indent(&options.limits, 4),
-            upstream = indent(&options.upstream, 2),
-            forwarding = indent(&options.forwarding, 2),
-        );
-        let config = dir.path().join("tollgate.yaml");
-        fs::write(&config, yaml).unwrap();
+        // Every listener is on port 0 and Tollgate logs what it got: no port can be taken by
+        // someone else between choosing it and binding it.
+        options
+            .document(upstream)
+            .write(&dir.path().join("tollgate.yaml"));
+        let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addr, admin) = (unbound, unbound);
         let child = spawn(dir.path(), &options.env, options.stdout_closed);
         let mut tollgate = Tollgate {
             child,
             addr,
             admin,
+            authorizers: Vec::new(),
             dir,
             env: options.env,
         };
@@ -169,7 +189,7 @@ impl Tollgate {
     }
 
     /// The addresses the process logged it listens on, once it has.
-    fn bound(&self) -> Option<(SocketAddr, SocketAddr)> {
+    fn bound(&self) -> Option<(SocketAddr, SocketAddr, Vec<SocketAddr>)> {
         let log = self.log();
         let line = log.lines().rev().find(|l| l.contains("listening"))?;
         // `proxy=1.2.3.4:5` in human logs, `"proxy":"1.2.3.4:5"` in JSON ones.
@@ -180,9 +200,18 @@ impl Tollgate {
                 (format!("{name}="), ' ')
             };
             let at = line.find(&key)? + key.len();
-            line[at..].split(end).next()?.parse().ok()
+            line[at..].split(end).next().map(str::to_string)
         };
-        Some((field("proxy")?, field("admin")?))
+        let authorizers = field("authorizers")?
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some((
+            field("proxy")?.parse().ok()?,
+            field("admin")?.parse().ok()?,
+            authorizers,
+        ))
     }
 
     fn wait_ready(&mut self) {
@@ -192,8 +221,8 @@ impl Tollgate {
                 panic!("tollgate exited with {status}:\n{}", self.log());
             }
             if self.addr.port() == 0 {
-                if let Some((addr, admin)) = self.bound() {
-                    (self.addr, self.admin) = (addr, admin);
+                if let Some((addr, admin, authorizers)) = self.bound() {
+                    (self.addr, self.admin, self.authorizers) = (addr, admin, authorizers);
                     self.pin_ports();
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -210,19 +239,13 @@ impl Tollgate {
     /// Writes the bound ports into the configuration, so that a restart listens on them again.
     fn pin_ports(&self) {
         let config = self.path("tollgate.yaml");
-        let yaml = fs::read_to_string(&config).unwrap();
-        let yaml = yaml
-            .replacen(
-                "  listen: 127.0.0.1:0\n",
-                &format!("  listen: {}\n", self.addr),
-                1,
-            )
-            .replacen(
-                "  listen: 127.0.0.1:0\n",
-                &format!("  listen: {}\n", self.admin),
-                1,
-            );
-        fs::write(config, yaml).unwrap();
+        let mut doc = Document::read(&config);
+        doc.set("server.listen", self.addr.to_string());
+        doc.set("admin.listen", self.admin.to_string());
+        for (i, addr) in self.authorizers.iter().enumerate() {
+            doc.set(&format!("authorizer.{i}.listen"), addr.to_string());
+        }
+        doc.write(&config);
     }
 
     pub fn pid(&self) -> u32 {
