@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 /// Prefix of every problem `type`. The full URI is a stable identifier clients may match on.
-pub const PROBLEM_BASE: &str = "https://tollgate.dev/problems/";
+pub(crate) const PROBLEM_BASE: &str = "https://tollgate.dev/problems/";
 
 /// Every way Tollgate refuses or fails a request. The slug is the stable part of `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,7 @@ impl Refusal {
         }
     }
 
-    pub fn retry_after(mut self, seconds: u64) -> Self {
+    pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
@@ -179,7 +179,7 @@ impl Refusal {
     }
 
     /// The `application/problem+json` answer for this refusal.
-    pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
         let status = self.problem.status();
         let body = self.json(request_id);
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

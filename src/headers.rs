@@ -8,9 +8,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -75,11 +75,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Header-name prefixes only Tollgate sets: identity (`X-User-*`, `X-Auth-*`), the tenant
 /// (`X-Tenant-*`, including its limits) and Tollgate's own (`X-Tollgate-*`). Whatever a client
 /// sends under them never reaches the upstream.
-pub static RESERVED_PREFIXES: [&str; 4] = ["x-user-", "x-tenant-", "x-auth-", "x-tollgate-"];
+pub(crate) static RESERVED_PREFIXES: [&str; 4] = ["x-user-", "x-tenant-", "x-auth-", "x-tollgate-"];
 
 /// Headers that make an application act on another method or URL than the one judged (method
 /// overrides, rewrite hints, the gateways' own hints). Never forwarded, whoever sent them.
-pub static OVERRIDES: [&str; 9] = [
+pub(crate) static OVERRIDES: [&str; 9] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -94,7 +94,7 @@ pub static OVERRIDES: [&str; 9] = [
 /// Whether a client may never send `name` to the upstream: a reserved prefix, an override, or
 /// (unless allowed) a name with `_`, which CGI-style servers read as the name with `-`
 /// (`X_User_Id` as `X-User-Id`).
-pub fn is_reserved(name: &HeaderName, allow_underscores: bool) -> bool {
+pub(crate) fn is_reserved(name: &HeaderName, allow_underscores: bool) -> bool {
     let name = name.as_str();
     RESERVED_PREFIXES
         .iter()
@@ -124,7 +124,7 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
 /// Whether a request is a valid WebSocket opening handshake (RFC 6455 §4.1): `GET` over
 /// HTTP/1.1, `Connection` naming `upgrade`, exactly one `Upgrade: websocket`, one
 /// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`. Nothing else may be tunnelled.
-pub fn websocket_handshake(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+pub(crate) fn websocket_handshake(method: &Method, version: Version, headers: &HeaderMap) -> bool {
     let one = |name: &HeaderName| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -141,7 +141,7 @@ pub fn websocket_handshake(method: &Method, version: Version, headers: &HeaderMa
 }
 
 /// Whether an `Upgrade` value is exactly the WebSocket token.
-pub fn is_websocket(value: &HeaderValue) -> bool {
+pub(crate) fn is_websocket(value: &HeaderValue) -> bool {
     value.as_bytes().eq_ignore_ascii_case(b"websocket")
 }
 
@@ -156,7 +156,7 @@ fn lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 }
 
 /// Puts back the two headers a WebSocket upgrade needs after `strip_hop_by_hop` removed them.
-pub fn restore_websocket(headers: &mut HeaderMap) {
+pub(crate) fn restore_websocket(headers: &mut HeaderMap) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }

@@ -260,13 +260,13 @@ impl Metrics {
     }
 
     /// Sets the tenant label cap (`metrics.max_tenants`).
-    pub fn set_max_tenants(&self, max: usize) {
+    pub(crate) fn set_max_tenants(&self, max: usize) {
         self.max_tenants.store(max, Ordering::Relaxed);
     }
 
     /// The label for a tenant: its id while fewer than the cap have labels, else `other`, so a
     /// platform with 100,000 tenants cannot blow up the metrics.
-    pub fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
+    pub(crate) fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
         if self.labelled.load().contains(tenant) {
             return tenant;
         }
@@ -285,7 +285,7 @@ impl Metrics {
     }
 
     /// Counts an answer by its status code.
-    pub fn count_status(&self, status: StatusCode) {
+    pub(crate) fn count_status(&self, status: StatusCode) {
         match self.by_status.get(usize::from(status.as_u16())) {
             Some(cell) => cell
                 .get_or_init(|| self.requests.with_label_values(&[status.as_str()]))
@@ -295,14 +295,14 @@ impl Metrics {
     }
 
     /// Records the time spent in a stage.
-    pub fn observe_stage(&self, stage: Stage, seconds: f64) {
+    pub(crate) fn observe_stage(&self, stage: Stage, seconds: f64) {
         if let Some(histogram) = self.by_stage.get(stage.index()) {
             histogram.observe(seconds);
         }
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format; an empty page is the fallback.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -97,7 +97,7 @@ impl Snapshot {
     }
 
     /// The files a reload must notice changes in.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         if let Some(t) = &self.config.tenancy {
             files.extend([t.tenants_file.clone(), t.plans_file.clone()]);
@@ -128,7 +128,7 @@ impl Snapshot {
 
     /// Directories whose new entries matter besides those holding `watched_files` (a tenant's
     /// policy directory appearing).
-    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn watched_dirs(&self) -> Vec<PathBuf> {
         let Some(a) = &self.config.authorization else {
             return Vec::new();
         };
@@ -140,7 +140,7 @@ impl Snapshot {
     }
 
     /// Whether `ip` is one of `forwarding.trusted_proxies`.
-    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.config
             .forwarding
             .trusted_proxies

@@ -33,7 +33,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-pub struct FileWatch {
+pub(crate) struct FileWatch {
     paths: Vec<PathBuf>,
     /// Last stamps seen; `None` where the file did not exist.
     seen: Vec<Option<Stamp>>,
@@ -47,7 +47,7 @@ impl FileWatch {
 
     /// Like [`FileWatch::changed`], for a set of files that may itself change (a policy file
     /// added or removed counts as a change).
-    pub fn changed_set(&mut self, paths: Vec<PathBuf>) -> bool {
+    pub(crate) fn changed_set(&mut self, paths: Vec<PathBuf>) -> bool {
         if paths != self.paths {
             *self = FileWatch::new(paths);
             return true;
@@ -83,7 +83,7 @@ fn mask() -> WatchMask {
 }
 
 /// inotify on a set of directories, calling `wake` on every event of [`mask`].
-pub struct Notifier {
+pub(crate) struct Notifier {
     watches: Option<Watches>,
     dirs: BTreeMap<PathBuf, WatchDescriptor>,
 }

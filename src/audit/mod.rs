@@ -125,7 +125,7 @@ impl Auditor {
 
     /// Records without waiting (completion records, refusals): if the queue is full the record
     /// is counted as lost and logged.
-    pub fn record_now(&self, record: Record) {
+    pub(crate) fn record_now(&self, record: Record) {
         self.queued(1);
         if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
             self.queued(-1);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{AuditFile, Fsync};
 
-pub struct FileSink {
+pub(crate) struct FileSink {
     config: AuditFile,
     file: File,
     size: u64,
@@ -203,7 +203,7 @@ impl FileSink {
 
 /// Every configured sink, each with how many bytes of the pending lines it has written: a retry
 /// after a failure writes each sink only what it lacks.
-pub struct Sinks {
+pub(crate) struct Sinks {
     stdout: bool,
     file: Option<FileSink>,
     stdout_done: usize,

@@ -64,7 +64,7 @@ pub struct Inputs<'a> {
 }
 
 /// UTC hour (0–23) and ISO weekday (1 = Monday … 7 = Sunday).
-pub fn hour_and_weekday(now: SystemTime) -> (i64, i64) {
+pub(crate) fn hour_and_weekday(now: SystemTime) -> (i64, i64) {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let hour = (secs / 3600) % 24;
     // 1970-01-01 was a Thursday (ISO 4).
@@ -77,7 +77,7 @@ pub fn hour_and_weekday(now: SystemTime) -> (i64, i64) {
 
 impl<'a> Inputs<'a> {
     /// Every input joined: the decision cache key.
-    pub fn cache_key(&self) -> String {
+    pub(crate) fn cache_key(&self) -> String {
         let (hour, weekday) = hour_and_weekday(self.now);
         let p = self.principal;
         [
@@ -102,7 +102,7 @@ impl<'a> Inputs<'a> {
 }
 
 /// Entity type names parsed once.
-pub struct Types {
+pub(crate) struct Types {
     pub user: EntityTypeName,
     pub api_key: EntityTypeName,
     pub anonymous: EntityTypeName,
@@ -125,7 +125,7 @@ fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> RestrictedExpr
 }
 
 /// The tenant as an entity, with the attributes policies may read.
-pub fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
+pub(crate) fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
     let attrs = HashMap::from([
         (
             "plan".to_string(),
@@ -142,7 +142,7 @@ pub fn tenant_entity(types: &Types, tenant: &Tenant) -> Result<Entity, String> {
 
 /// The principal, in each of its roles and in its own tenant. Roles need no entities of their
 /// own: they have no attributes or parents, and `principal in Role::"x"` reads the principal's.
-pub fn principal_entity(types: &Types, p: &Principal) -> Entity {
+pub(crate) fn principal_entity(types: &Types, p: &Principal) -> Entity {
     let mut parents: HashSet<EntityUid> = p.roles.iter().map(|r| uid(&types.role, r)).collect();
     if let Some(own) = &p.tenant {
         parents.insert(uid(&types.tenant, own));
@@ -167,7 +167,7 @@ impl Types {
 /// Evaluates `policies` (already narrowed to the request's action and caller). `base` holds the
 /// tenant's entity (and the action hierarchy, if the schema has one); the principal and the
 /// resource join it here.
-pub fn evaluate(
+pub(crate) fn evaluate(
     types: &Types,
     base: &Entities,
     policies: &Narrowed,

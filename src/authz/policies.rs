@@ -46,7 +46,7 @@ fn error_line(text: &str, error: &dyn Diagnostic) -> Option<usize> {
 }
 
 /// The `.cedar` files directly in `dir`, sorted.
-pub fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?
         .filter_map(Result::ok)
@@ -260,7 +260,7 @@ impl PolicyStore {
 
     /// The compiled set a tenant's requests are evaluated against, and its name: the tenant's
     /// id for a tenant with policies of its own, else "" (the global set).
-    pub fn set_for<'a>(&'a self, tenant: &'a str) -> (&'a str, &'a PolicySet) {
+    pub(crate) fn set_for<'a>(&'a self, tenant: &'a str) -> (&'a str, &'a PolicySet) {
         match self.per_tenant.get(tenant) {
             Some(own) => (tenant, &own.set),
             None => ("", &self.global),

@@ -12,7 +12,7 @@ use cedar_policy::{
 };
 
 /// What a decision evaluates: the narrowed set, and what its policies read.
-pub struct Narrowed {
+pub(crate) struct Narrowed {
     pub set: PolicySet,
     /// Some policy mentions `client_ip`; otherwise the context leaves it out (parsing an IP
     /// address into a Cedar value is the dearest part of building the context).
@@ -20,13 +20,13 @@ pub struct Narrowed {
 }
 
 /// The caller, as far as policy scopes can tell.
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     pub kind: &'a EntityTypeName,
     pub roles: &'a [String],
     pub tenant: Option<&'a str>,
 }
 
-pub struct Narrowing {
+pub(crate) struct Narrowing {
     /// The schema's action entities, for `action in [group]`.
     actions: Entities,
     role: EntityTypeName,
@@ -45,7 +45,7 @@ impl Narrowing {
     }
 
     /// The policies of `set` (named `set_key`) that can apply to `caller` doing `action`.
-    pub fn narrow(
+    pub(crate) fn narrow(
         &self,
         set_key: &str,
         set: &PolicySet,

@@ -3,7 +3,7 @@
 
 /// Replaces every `${NAME}` / `${NAME:-default}` in `text` using `lookup`.
 /// Errors name the 1-based line and the variable.
-pub fn interpolate(
+pub(crate) fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, (usize, String)> {

@@ -49,7 +49,7 @@ impl Config {
     }
 
     /// Validates configuration text that did not come from a file on disk (the embedded demo).
-    pub fn from_text(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn from_text(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
         let fail = |errors: Vec<String>| ConfigError {
             source: source.to_string(),
             errors,

@@ -9,9 +9,8 @@ use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-pub use super::raw::{
-    AuditMode, AuditRecords, Backend, Fsync, Gateway, LogFormat, Redaction, TenantSource, Unmatched,
-};
+pub use super::raw::{AuditMode, AuditRecords, Backend, Fsync, LogFormat, Redaction, TenantSource};
+pub use super::raw::{Gateway, Unmatched};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]

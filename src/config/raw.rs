@@ -9,7 +9,7 @@ use super::units::{Bytes, Dur};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct RawConfig {
 
 /// One authorizer listener, or a list of them (one per gateway).
 #[derive(Debug)]
-pub struct RawAuthorizers(pub Vec<RawAuthorizer>);
+pub(crate) struct RawAuthorizers(pub Vec<RawAuthorizer>);
 
 impl<'de> Deserialize<'de> for RawAuthorizers {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -54,7 +54,7 @@ impl<'de> Deserialize<'de> for RawAuthorizers {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAuthorizer {
+pub(crate) struct RawAuthorizer {
     pub listen: String,
     pub gateway: Option<Gateway>,
     pub envoy_path_prefix: Option<String>,
@@ -74,13 +74,13 @@ pub enum Gateway {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
+pub(crate) struct RawMetrics {
     pub max_tenants: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAudit {
+pub(crate) struct RawAudit {
     #[serde(default)]
     pub stdout: bool,
     pub file: Option<RawAuditFile>,
@@ -93,7 +93,7 @@ pub struct RawAudit {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAuditFile {
+pub(crate) struct RawAuditFile {
     pub path: String,
     pub max_bytes: Option<Bytes>,
     pub max_age: Option<Dur>,
@@ -103,7 +103,7 @@ pub struct RawAuditFile {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawRedact {
+pub(crate) struct RawRedact {
     pub client_ip: Option<Redaction>,
     pub user_agent: Option<Redaction>,
 }
@@ -147,7 +147,7 @@ pub enum Redaction {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLimitsStore {
+pub(crate) struct RawLimitsStore {
     pub backend: Option<Backend>,
     pub path: Option<String>,
     pub flush_interval: Option<Dur>,
@@ -157,7 +157,7 @@ pub struct RawLimitsStore {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRedis {
+pub(crate) struct RawRedis {
     pub url: String,
     pub timeout: Option<Dur>,
     pub replicas: Option<u64>,
@@ -180,7 +180,7 @@ pub enum Backend {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAuthorization {
+pub(crate) struct RawAuthorization {
     pub routes_file: String,
     pub policies_dir: String,
     pub unmatched: Option<Unmatched>,
@@ -197,7 +197,7 @@ pub enum Unmatched {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTenancy {
+pub(crate) struct RawTenancy {
     pub tenants_file: String,
     pub plans_file: String,
     #[serde(default)]
@@ -222,7 +222,7 @@ pub enum TenantSource {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawIdentity {
+pub(crate) struct RawIdentity {
     pub anonymous: Option<bool>,
     pub api_keys: Option<RawApiKeys>,
     #[serde(default)]
@@ -237,14 +237,14 @@ pub struct RawIdentity {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawApiKeys {
+pub(crate) struct RawApiKeys {
     pub file: String,
     pub header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJwtProvider {
+pub(crate) struct RawJwtProvider {
     pub issuer: String,
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -263,7 +263,7 @@ pub struct RawJwtProvider {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJwtKey {
+pub(crate) struct RawJwtKey {
     pub kid: Option<String>,
     pub alg: String,
     pub secret: Option<String>,
@@ -273,7 +273,7 @@ pub struct RawJwtKey {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawClaims {
+pub(crate) struct RawClaims {
     pub subject: Option<String>,
     pub tenant: Option<String>,
     pub roles: Option<String>,
@@ -283,7 +283,7 @@ pub struct RawClaims {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub tls: Option<RawTls>,
     pub h2c: Option<bool>,
@@ -295,7 +295,7 @@ pub struct RawServer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(crate) struct RawTls {
     pub cert_file: String,
     pub key_file: String,
     pub reload_interval: Option<Dur>,
@@ -303,7 +303,7 @@ pub struct RawTls {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawLimits {
+pub(crate) struct RawLimits {
     pub header_read_timeout: Option<Dur>,
     pub idle_timeout: Option<Dur>,
     pub max_header_bytes: Option<Bytes>,
@@ -315,7 +315,7 @@ pub struct RawLimits {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawAdmin {
+pub(crate) struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
 }
@@ -341,7 +341,7 @@ pub struct RawPool {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawForwarding {
+pub(crate) struct RawForwarding {
     pub preserve_host: Option<bool>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -350,7 +350,7 @@ pub struct RawForwarding {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawLog {
+pub(crate) struct RawLog {
     pub format: Option<LogFormat>,
     pub level: Option<String>,
 }

@@ -15,7 +15,7 @@ use crate::config::yaml;
 use super::principal::{AuthMethod, Principal};
 
 /// Every API key starts with this, so a key sent as a bearer token is recognised.
-pub const PREFIX: &str = "tgk_";
+pub(crate) const PREFIX: &str = "tgk_";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ pub struct KeyEntry {
 }
 
 #[derive(Debug, Default)]
-pub struct ApiKeyStore {
+pub(crate) struct ApiKeyStore {
     by_hash: HashMap<[u8; 32], Arc<Principal>>,
 }
 
@@ -106,7 +106,11 @@ impl ApiKeyStore {
     }
 
     /// The principal of a presented key, or why it is refused.
-    pub fn lookup(&self, key: &str, now: SystemTime) -> Result<Arc<Principal>, &'static str> {
+    pub(crate) fn lookup(
+        &self,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, &'static str> {
         let hash = sha256(key);
         let principal = self
             .by_hash

@@ -25,7 +25,7 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Turns a key set into verification keys. Each key's algorithm is pinned: taken from its `alg`,
 /// or, when absent, from what its key type allows unambiguously (RSA → RS256, P-256 → ES256,
 /// P-384 → ES384, Ed25519 → EdDSA). Symmetric keys in a JWKS are refused.
-pub fn keys_from_jwks(text: &str) -> Result<Vec<VerifyKey>, String> {
+pub(crate) fn keys_from_jwks(text: &str) -> Result<Vec<VerifyKey>, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {

@@ -59,7 +59,7 @@ fn decoding_key(key: &JwtKey) -> Result<DecodingKey, String> {
 }
 
 /// The signing key of a configured key, for `tollgate token`.
-pub fn encoding_key(key: &JwtKey) -> Result<EncodingKey, String> {
+pub(crate) fn encoding_key(key: &JwtKey) -> Result<EncodingKey, String> {
     if is_hmac(key.alg) {
         let secret = key.secret.as_deref().unwrap_or_default();
         return Ok(EncodingKey::from_secret(secret.as_bytes()));

@@ -20,7 +20,8 @@ use crate::error::{Problem, Refusal};
 use apikeys::ApiKeyStore;
 use jwks::JwksCache;
 use jwt::JwtVerifier;
-pub use principal::{AuthMethod, Principal};
+pub use principal::AuthMethod;
+pub use principal::Principal;
 
 /// What one snapshot knows about credentials.
 pub struct Identity {

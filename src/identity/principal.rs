@@ -57,7 +57,7 @@ fn subject(id: &str) -> bool {
 
 /// What a cached entry costs besides its own bytes: the cache's bookkeeping and the
 /// allocator's rounding (calibrated with `benches/memory.rs`).
-pub const ENTRY_OVERHEAD: usize = 512;
+pub(crate) const ENTRY_OVERHEAD: usize = 512;
 /// Per string held in a list, and per header: the `String`/`HeaderValue` and its allocation.
 const PER_ITEM: usize = 48;
 /// The Cedar entity of a principal, without its parents.
@@ -164,7 +164,7 @@ impl Principal {
         }
     }
 
-    pub fn has_any_role(&self, roles: &[String]) -> bool {
+    pub(crate) fn has_any_role(&self, roles: &[String]) -> bool {
         self.roles.iter().any(|r| roles.contains(r))
     }
 }

@@ -21,7 +21,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, watch};
 
 /// The local clock in Unix ms.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -37,7 +37,7 @@ struct Slot {
     attempt: Option<Attempt>,
 }
 
-pub struct Link {
+pub(crate) struct Link {
     client: redis::Client,
     timeout: Duration,
     failures_to_open: u32,
@@ -61,7 +61,7 @@ struct Breaker {
 }
 
 /// Why a call did not reach a verdict.
-pub enum Failure {
+pub(crate) enum Failure {
     /// Redis failed or did not answer in time: the breaker counts it.
     Redis(String),
     /// The breaker opened while the call waited.
@@ -90,7 +90,7 @@ impl Link {
     }
 
     /// Now on Redis's clock, as far as this process knows it, in Unix ms.
-    pub fn redis_now_ms(&self) -> i64 {
+    pub(crate) fn redis_now_ms(&self) -> i64 {
         i64::try_from(now_ms()).unwrap_or(i64::MAX) + self.offset_ms.load(Ordering::Relaxed)
     }
 
@@ -102,7 +102,7 @@ impl Link {
     }
 
     /// Learns Redis's clock from a reply made at `redis_ms`.
-    pub fn saw_redis_time(&self, redis_ms: i64) {
+    pub(crate) fn saw_redis_time(&self, redis_ms: i64) {
         let local = i64::try_from(now_ms()).unwrap_or(i64::MAX);
         self.offset_ms.store(redis_ms - local, Ordering::Relaxed);
     }
@@ -116,7 +116,7 @@ impl Link {
     }
 
     /// Whether the breaker is open (not closed: Redis is tried by one probe at most).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.lock_breaker().open_until.is_some()
     }
 

@@ -8,7 +8,7 @@ pub mod link;
 pub mod local;
 pub mod period;
 pub mod rate;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod redis;
 pub mod shared;
 pub mod store;
@@ -20,7 +20,8 @@ use crate::metrics::Metrics;
 use crate::tenants::Tenant;
 use crate::tenants::plans::Scope;
 
-pub use backend::{Backend, Outcome, Request};
+pub use backend::Request;
+pub use backend::{Backend, Outcome};
 use store::Item;
 
 /// The process's limit state, kept across snapshots (a reload keeps counts and rate state).
@@ -96,7 +97,7 @@ impl Limits {
     }
 
     /// Forgets idle rate-limit state; how many keys remain.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         self.backend.sweep()
     }
 }

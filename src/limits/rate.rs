@@ -109,7 +109,7 @@ impl RateLimiters {
     }
 
     /// Drops keys whose state is back to fresh (idle callers), and returns how many remain.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         self.limiters.run_pending_tasks();
         self.limiters
             .iter()

@@ -34,7 +34,7 @@ struct Batch {
 const MARKER_TTL_MS: u64 = 7 * 86_400 * 1000;
 
 /// The outage counts not yet in Redis, and how to add them.
-pub struct Reconciler {
+pub(crate) struct Reconciler {
     script: redis::Script,
     /// Outage counts not yet added to Redis, by batch.
     pending: Mutex<Vec<Batch>>,
@@ -62,7 +62,7 @@ impl Default for Reconciler {
 
 impl Reconciler {
     /// Whether outage counts wait to be added to Redis.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         self.has_pending.load(Ordering::Relaxed)
     }
 
@@ -70,7 +70,7 @@ impl Reconciler {
     /// every queued batch to Redis through `link`, each exactly once (markers under `prefix`).
     /// Returns how many counters were written; batches that fail stay queued for the next time
     /// Redis answers.
-    pub async fn reconcile(
+    pub(crate) async fn reconcile(
         &self,
         link: &Link,
         prefix: &str,

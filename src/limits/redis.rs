@@ -62,7 +62,7 @@ return out
 "#;
 
 /// One rate limit for the script.
-pub struct RateItem {
+pub(crate) struct RateItem {
     pub key: String,
     /// Milliseconds between requests (window / limit).
     pub interval_ms: u64,
@@ -71,10 +71,10 @@ pub struct RateItem {
 
 /// How long a quota key outlives its period: a day, so that a period's count can still be read
 /// (and reconciled into) just after it ends. The only place this margin is set.
-pub const GRACE_S: u64 = 86_400;
+pub(crate) const GRACE_S: u64 = 86_400;
 
 /// One quota for the script: the item and its Redis key.
-pub struct QuotaItem<'a> {
+pub(crate) struct QuotaItem<'a> {
     pub key: String,
     pub item: &'a Item,
     /// Seconds until the key expires: the period's end plus [`GRACE_S`].
@@ -93,7 +93,7 @@ pub enum Verdict {
     QuotaExceeded { index: usize, usage: u64 },
 }
 
-pub struct RedisLimits {
+pub(crate) struct RedisLimits {
     pub config: RedisStore,
     link: Link,
     script: redis::Script,
@@ -125,21 +125,21 @@ impl RedisLimits {
         })
     }
 
-    pub fn rate_key(&self, tenant: &str, name: &str, scope_key: &str) -> String {
+    pub(crate) fn rate_key(&self, tenant: &str, name: &str, scope_key: &str) -> String {
         format!("{}:{{{tenant}}}:rl:{name}:{scope_key}", self.config.prefix)
     }
 
-    pub fn quota_key(&self, tenant: &str, metric: &str, period: &str) -> String {
+    pub(crate) fn quota_key(&self, tenant: &str, metric: &str, period: &str) -> String {
         format!("{}:{{{tenant}}}:q:{metric}:{period}", self.config.prefix)
     }
 
     /// Whether outage counts wait to be added to Redis.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         self.reconciler.has_pending()
     }
 
     /// Adds counts made while Redis was away, and any still queued (see [`Reconciler`]).
-    pub async fn reconcile(&self, counts: Vec<(String, String, u64, u64)>) -> usize {
+    pub(crate) async fn reconcile(&self, counts: Vec<(String, String, u64, u64)>) -> usize {
         let (link, config) = (&self.link, &self.config);
         self.reconciler
             .reconcile(link, &config.prefix, config.timeout, counts)
@@ -152,7 +152,7 @@ impl RedisLimits {
     }
 
     /// 0 closed, 1 open or half-open.
-    pub fn breaker_state(&self) -> i64 {
+    pub(crate) fn breaker_state(&self) -> i64 {
         i64::from(self.link.is_open())
     }
 
@@ -182,7 +182,7 @@ impl RedisLimits {
         None
     }
 
-    pub fn last_usage(&self, key: &str) -> Option<u64> {
+    pub(crate) fn last_usage(&self, key: &str) -> Option<u64> {
         self.last_usage
             .lock()
             .unwrap_or_else(|p| p.into_inner())

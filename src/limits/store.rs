@@ -99,7 +99,7 @@ impl QuotaStore {
     }
 
     /// Checks every item and, if none would exceed its limit, counts them all.
-    pub fn consume(&self, tenant: &str, items: &[Item]) -> Consumed {
+    pub(crate) fn consume(&self, tenant: &str, items: &[Item]) -> Consumed {
         let keys: Vec<String> = items
             .iter()
             .map(|i| key(tenant, &i.metric, &i.period))

@@ -40,7 +40,7 @@ pub fn check(limits: &Limits, headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-pub fn body_too_large(max: u64) -> Refusal {
+pub(crate) fn body_too_large(max: u64) -> Refusal {
     Refusal::new(
         Problem::PayloadTooLarge,
         format!("the request body exceeds {max} bytes"),

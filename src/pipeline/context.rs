@@ -21,7 +21,7 @@ use crate::tenants::Tenant;
 use crate::upstream::Streamed;
 
 /// A response body: streamed from the upstream, or one of Tollgate's own small answers.
-pub type ProxyBody = Either<Streamed, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<Streamed, Full<Bytes>>;
 
 /// What the request said when it arrived, before any stage ran: its connection, its id, and what
 /// the record says of it. No stage changes it.
@@ -87,7 +87,7 @@ impl Context {
     /// Notes what the record says of the request: client address (the peer, or
     /// `X-Forwarded-For` through trusted proxies), host, path and user agent. In authorizer mode
     /// these are the original request's, known once the gateway's question is read.
-    pub fn note(&mut self, uri: &Uri, headers: &HeaderMap, snapshot: &Snapshot) {
+    pub(crate) fn note(&mut self, uri: &Uri, headers: &HeaderMap, snapshot: &Snapshot) {
         let arrival = &mut self.arrival;
         arrival.client_ip = headers::client_ip(headers, arrival.peer.ip(), |ip| {
             snapshot.is_trusted_proxy(ip)
@@ -104,7 +104,7 @@ impl Context {
     }
 
     /// The context of a request that just arrived on a connection.
-    pub fn arrived(headers: &HeaderMap, conn: ConnInfo, snapshot: &Snapshot) -> Self {
+    pub(crate) fn arrived(headers: &HeaderMap, conn: ConnInfo, snapshot: &Snapshot) -> Self {
         let trusted = snapshot.is_trusted_proxy(conn.peer.ip());
         Context::new(
             headers::request_id(headers, trusted),
@@ -120,14 +120,14 @@ impl Context {
     }
 
     /// Microseconds since the request arrived.
-    pub fn elapsed_us(&self) -> u64 {
+    pub(crate) fn elapsed_us(&self) -> u64 {
         u64::try_from(self.arrival.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Whether the request's `Authorization` may travel on to the application: never with an API
     /// key (Tollgate's secret), with a verified token unless `identity.forward_token` is false,
     /// and always when Tollgate checked no credentials (they are the application's own).
-    pub fn forwards_authorization(&self, identity: &crate::config::Identity) -> bool {
+    pub(crate) fn forwards_authorization(&self, identity: &crate::config::Identity) -> bool {
         match self.principal.as_ref().map(|p| p.method) {
             Some(crate::identity::AuthMethod::ApiKey) => false,
             Some(crate::identity::AuthMethod::Jwt) => identity.forward_token,
@@ -136,7 +136,7 @@ impl Context {
     }
 
     /// Moves to the next stage, recording the time spent in the current one.
-    pub fn enter(&mut self, stage: Stage) {
+    pub(crate) fn enter(&mut self, stage: Stage) {
         let now = Instant::now();
         self.stage_times
             .push((self.stage, now - self.stage_started));
@@ -178,4 +178,4 @@ impl Context {
 }
 
 /// The body of every answer: the upstream's or Tollgate's own, counted for the audit record.
-pub type ResponseBody = Completing<ProxyBody>;
+pub(crate) type ResponseBody = Completing<ProxyBody>;

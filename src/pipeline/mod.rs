@@ -3,7 +3,7 @@
 //! problem+json answer. [`decide`] is stages 1–5 without forwarding: the proxy, the
 //! `authorize` and `test` commands (and the authorizer mode) share it, so they cannot disagree.
 
-pub mod admission;
+pub(crate) mod admission;
 mod authorize;
 mod authorizer;
 mod context;
@@ -33,12 +33,12 @@ use crate::stage::Stage;
 use crate::state::Shared;
 use crate::tenants::Tenant;
 
-pub use context::{Arrival, Context, Matched, ProxyBody, ResponseBody};
+pub use context::{Context, Matched};
 use normalize::Target;
 
 /// [`decide`] for a request being served (either mode): the process's key sets, metrics and
 /// limits.
-pub async fn decide_live(
+pub(crate) async fn decide_live(
     shared: &Shared,
     snapshot: &Snapshot,
     ctx: &mut Context,

@@ -140,7 +140,7 @@ fn valid_authority(bytes: &[u8]) -> Result<(), Refusal> {
 
 /// Refuses a request that carries one of `names` more than once: which value a server reads
 /// (the first, the last, both joined) differs, so the one judged might not be the one used.
-pub fn single_valued(headers: &HeaderMap, names: &[HeaderName]) -> Result<(), Refusal> {
+pub(crate) fn single_valued(headers: &HeaderMap, names: &[HeaderName]) -> Result<(), Refusal> {
     for name in names {
         let mut values = headers.get_all(name).iter();
         if values.next().is_some() && values.next().is_some() {

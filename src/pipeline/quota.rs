@@ -36,7 +36,7 @@ pub fn items(tenant: &Tenant, costs: Option<&BTreeMap<String, u64>>, now: u64) -
 }
 
 /// Turns what the store said into an answer.
-pub fn respond(
+pub(crate) fn respond(
     metrics: &Metrics,
     tenant: &Tenant,
     items: &[Item],

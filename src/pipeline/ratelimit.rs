@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::tenants::Tenant;
 
 /// The headers to send either way, and the refusal if a limit refused.
-pub fn respond(
+pub(crate) fn respond(
     metrics: &Metrics,
     tenant: &Tenant,
     checks: &[Check],

@@ -130,7 +130,7 @@ fn name(source: TenantSource) -> &'static str {
 
 /// After identity: the tenant from the token claim when the request named none, then the check
 /// that the credentials belong to that tenant.
-pub fn settle(
+pub(crate) fn settle(
     tenancy: &Tenancy,
     directory: &Directory,
     resolved: Option<Arc<Tenant>>,
@@ -185,7 +185,7 @@ pub fn settle(
 }
 
 /// Lower-case, without port or trailing dot: `Acme.App.Example.com.:8443` → `acme.app.example.com`.
-pub fn canonical_host(host: &str) -> String {
+pub(crate) fn canonical_host(host: &str) -> String {
     let without_port = if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {

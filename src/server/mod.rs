@@ -95,11 +95,11 @@ impl Server {
     }
 
     /// The proxy listener's address (useful when the configuration asked for port 0).
-    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn proxy_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
 
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.local_addr().ok()
     }
 

@@ -29,7 +29,7 @@ impl ResolvesServerCert for CurrentCert {
 }
 
 /// Watches the certificate files and swaps in new certificates.
-pub struct Reloader {
+pub(crate) struct Reloader {
     current: Arc<CurrentCert>,
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -38,7 +38,7 @@ pub struct Reloader {
 }
 
 /// Builds the acceptor (ALPN `h2`, `http/1.1`) and the reloader that keeps its certificate fresh.
-pub fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
+pub(crate) fn acceptor(config: &Tls) -> Result<(TlsAcceptor, Reloader), String> {
     let certified = load_certified_key(&config.cert_file, &config.key_file)?;
     let current = Arc::new(CurrentCert(ArcSwap::from_pointee(certified)));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

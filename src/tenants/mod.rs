@@ -84,7 +84,7 @@ pub struct Tenant {
 impl Tenant {
     /// Whether the tenant may be served now: 403 while suspended or pending, 402 when archived
     /// or when a trial has ended.
-    pub fn standing(&self, now: SystemTime) -> Result<(), Refusal> {
+    pub(crate) fn standing(&self, now: SystemTime) -> Result<(), Refusal> {
         match self.status {
             Status::Active => Ok(()),
             Status::Trial if self.trial_ends_at.is_some_and(|end| end > now) => Ok(()),
@@ -122,7 +122,7 @@ impl Directory {
     }
 
     /// The tenant owning a custom domain (`host` lower-case, without port or trailing dot).
-    pub fn by_domain(&self, host: &str) -> Option<&Arc<Tenant>> {
+    pub(crate) fn by_domain(&self, host: &str) -> Option<&Arc<Tenant>> {
         self.by_domain.get(host)
     }
 
@@ -173,7 +173,7 @@ fn load_plans(path: &Path) -> Result<BTreeMap<String, Arc<Plan>>, Vec<String>> {
 }
 
 /// Tenant ids are DNS labels, so that every tenant can be addressed by subdomain.
-pub fn valid_tenant_id(id: &str) -> bool {
+pub(crate) fn valid_tenant_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     (1..=63).contains(&bytes.len())
         && bytes

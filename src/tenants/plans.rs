@@ -12,7 +12,7 @@ use crate::config::units::Dur;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPlansFile {
+pub(crate) struct RawPlansFile {
     pub plans: BTreeMap<String, RawPlan>,
 }
 
@@ -114,7 +114,7 @@ pub struct RateLimit {
 
 /// `RateLimit-Policy` (IETF httpapi draft) for a list of rate limits: `"name";q=limit;w=window`
 /// each; `None` for none, or for names a header cannot carry.
-pub fn policy_header(limits: &[RateLimit]) -> Option<HeaderValue> {
+pub(crate) fn policy_header(limits: &[RateLimit]) -> Option<HeaderValue> {
     if limits.is_empty() {
         return None;
     }
@@ -149,7 +149,7 @@ pub struct Quota {
 }
 
 /// Identifiers of plans, features, limits and quota metrics: lower-case words.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -20,7 +20,7 @@ use crate::headers;
 
 /// The body Tollgate sends upstream: the client's body, streamed, trailers guarded, with the
 /// size limit applied, counted for the audit record.
-pub type UpstreamBody = Counted<Limited<Guarded<Incoming>>>;
+pub(crate) type UpstreamBody = Counted<Limited<Guarded<Incoming>>>;
 
 /// The client's request body failed to parse: the client's fault, answered 400.
 #[derive(Debug)]

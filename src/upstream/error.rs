@@ -17,7 +17,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// Whether no connection could be opened (refused, unreachable, timed out).
-    pub fn is_connect(&self) -> bool {
+    pub(crate) fn is_connect(&self) -> bool {
         match self {
             UpstreamError::Connect(_) => true,
             UpstreamError::Request(_) => false,

@@ -19,7 +19,7 @@ use rustls::RootCertStore;
 use crate::config::Upstream;
 use crate::pem::load_roots;
 
-pub use body::UpstreamBody;
+pub(crate) use body::UpstreamBody;
 pub use error::UpstreamError;
 pub use pool::Streamed;
 

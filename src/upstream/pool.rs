@@ -186,7 +186,7 @@ impl Streamed {
     }
 
     /// A body from a client that pools by itself.
-    pub fn unpooled(body: Incoming) -> Self {
+    pub(crate) fn unpooled(body: Incoming) -> Self {
         Streamed { body, lease: None }
     }
 

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Collects errors as `key.path: message` lines.
-pub struct Errors(pub Vec<String>);
+pub(crate) struct Errors(pub Vec<String>);
 
 impl Errors {
     pub fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
         self.0.push(format!("{key}: {msg}"));
     }
 
-    pub fn positive(
+    pub(crate) fn positive(
         &mut self,
         key: &str,
         value: Option<crate::config::units::Dur>,
@@ -26,7 +26,7 @@ impl Errors {
         value
     }
 
-    pub fn at_least(
+    pub(crate) fn at_least(
         &mut self,
         key: &str,
         value: Option<usize>,
@@ -40,7 +40,12 @@ impl Errors {
         value
     }
 
-    pub fn socket_addr(&mut self, key: &str, value: Option<&str>, default: &str) -> SocketAddr {
+    pub(crate) fn socket_addr(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> SocketAddr {
         let text = value.unwrap_or(default);
         text.parse().unwrap_or_else(|e| {
             self.push(
@@ -51,7 +56,7 @@ impl Errors {
         })
     }
 
-    pub fn header_name(&mut self, key: &str, value: &str) -> http::HeaderName {
+    pub(crate) fn header_name(&mut self, key: &str, value: &str) -> http::HeaderName {
         http::HeaderName::from_bytes(value.as_bytes()).unwrap_or_else(|_| {
             self.push(key, format!("invalid header name {value:?}"));
             http::HeaderName::from_static("invalid")
@@ -72,7 +77,7 @@ impl Errors {
 
 /// Resolves `..` lexically (`config/../policies` → `policies`) so that messages show the path an
 /// operator would write.
-pub fn tidy(path: &Path) -> PathBuf {
+pub(crate) fn tidy(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for component in path.components() {

@@ -32,7 +32,11 @@ pub fn authorization(errs: &mut Errors, base: &Path, a: RawAuthorization) -> Aut
     }
 }
 
-pub fn limits_store(errs: &mut Errors, base: &Path, raw: Option<RawLimitsStore>) -> LimitsStore {
+pub(crate) fn limits_store(
+    errs: &mut Errors,
+    base: &Path,
+    raw: Option<RawLimitsStore>,
+) -> LimitsStore {
     match raw {
         None => LimitsStore {
             backend: Backend::Memory,
