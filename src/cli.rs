@@ -107,15 +107,22 @@ pub enum Command {
     },
     /// Run the built-in demo: an echo upstream behind Tollgate with the shipped example config.
     Demo {
+        /// The proxy listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The admin listener (/healthz /readyz /metrics /usage).
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
+        /// The built-in echo upstream.
         #[arg(long, default_value = "127.0.0.1:8081")]
         upstream_listen: SocketAddr,
         /// The nginx authorizer listener; Envoy's and Traefik's take the next two ports.
         #[arg(long, default_value = "127.0.0.1:8082")]
         authorizer_listen: SocketAddr,
+        /// Keep the demo's files (and state) in DIR: files are written only where missing, so
+        /// edits are reloaded while it runs and kept for the next run. Default: a temporary copy.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
     },
 }
 

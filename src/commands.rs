@@ -139,7 +139,7 @@ pub async fn usage(
     snapshot: &Snapshot,
     tenant: Option<&str>,
     period: Option<&str>,
-) -> Result<Vec<serde_json::Value>, String> {
+) -> Result<(Vec<serde_json::Value>, String), String> {
     let config = &snapshot.config;
     let directory = snapshot
         .tenants
@@ -158,19 +158,43 @@ pub async fn usage(
     if admin.ip().is_unspecified() {
         admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let report = match local_get(admin, &path, config.admin.token.as_deref()) {
-        Ok(Some(body)) => serde_json::from_str(&body)
-            .map_err(|e| format!("the admin listener at {admin} answered: {e}"))?,
+    let (report, from) = match local_get(admin, &path, config.admin.token.as_deref()) {
+        Ok(Some(body)) => (
+            serde_json::from_str(&body)
+                .map_err(|e| format!("the admin listener at {admin} answered: {e}"))?,
+            format!("the running Tollgate at http://{admin}"),
+        ),
         Ok(None) => {
             let limits = crate::limits::Limits::open(&config.limits)?;
-            limits.report(directory, tenant, period).await?
+            let report = limits.report(directory, tenant, period).await?;
+            (report, store_name(&config.limits, admin))
         }
         Err(e) => return Err(format!("the admin listener at {admin} answered {e}")),
     };
-    Ok(match report {
+    let reports = match report {
         serde_json::Value::Array(reports) => reports,
         single => vec![single],
-    })
+    };
+    Ok((reports, from))
+}
+
+/// Where `usage` read from when no Tollgate answered on the admin address.
+fn store_name(limits: &crate::config::LimitsStore, admin: std::net::SocketAddr) -> String {
+    use crate::config::Backend;
+    let store = match (limits.backend, &limits.path, &limits.redis) {
+        (Backend::Redis, _, Some(redis)) => format!("Redis at {}", redact_url(&redis.url)),
+        (Backend::Embedded, Some(path), _) => format!("the usage store {}", path.display()),
+        _ => "memory (counts are not kept by the memory backend)".to_string(),
+    };
+    format!("{store} (no Tollgate answers at http://{admin})")
+}
+
+/// A Redis URL without its password.
+fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_string(),
+    }
 }
 
 /// A GET to a local admin listener: `None` when nothing listens there, an error for anything

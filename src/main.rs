@@ -110,6 +110,7 @@ fn main() -> ExitCode {
             admin_listen,
             upstream_listen,
             authorizer_listen,
+            dir,
         } => run(async move {
             let addrs = DemoAddrs {
                 listen,
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
                 upstream: upstream_listen,
                 authorizer: authorizer_listen,
             };
-            demo::run(addrs, shutdown_signal()).await
+            demo::run(addrs, dir.as_deref(), shutdown_signal()).await
         }),
     }
 }
@@ -198,7 +199,8 @@ fn usage(
         Err(e) => return fail(&e),
     };
     run(async {
-        let reports = commands::usage(&snapshot, tenant, period).await?;
+        let (reports, from) = commands::usage(&snapshot, tenant, period).await?;
+        eprintln!("usage from {from}");
         match format {
             UsageFormat::Table => print!("{}", tollgate::limits::usage::table(&reports)),
             UsageFormat::Json => println!("{}", serde_json::Value::Array(reports)),

@@ -39,22 +39,36 @@ impl Config {
     /// Loads and validates a configuration file. Relative paths inside it (certificates, CA
     /// files) are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with `${VAR}` references answered by `lookup` (the demo gives its own
+    /// state directory this way).
+    pub fn load_with(
+        path: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source: source.clone(),
             errors: vec![format!("cannot read file: {e}")],
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_text(&text, &source, base)
+        Self::from_text_with(&text, &source, base, lookup)
     }
 
-    /// Validates configuration text that did not come from a file on disk (the embedded demo).
-    pub(crate) fn from_text(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+    /// Validates configuration text; `lookup` answers its `${VAR}` references.
+    fn from_text_with(
+        text: &str,
+        source: &str,
+        base: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let fail = |errors: Vec<String>| ConfigError {
             source: source.to_string(),
             errors,
         };
-        let text = env::interpolate(text, |name| std::env::var(name).ok())
+        let text = env::interpolate(text, lookup)
             .map_err(|(line, msg)| fail(vec![format!("line {line}: {msg}")]))?;
         let raw: raw::RawConfig = yaml::parse(&text).map_err(|msg| fail(vec![msg]))?;
         validate::validate(raw, source, base).map_err(fail)

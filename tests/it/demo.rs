@@ -35,6 +35,16 @@ fn start_demo() -> Demo {
 
 /// A demo whose usage store lives in `state` (so a second demo can find the first one's counts).
 fn start_demo_in(state: tempfile::TempDir) -> Demo {
+    let state_dir = state.path().to_path_buf();
+    start_demo_with(state, &[("TOLLGATE_STATE_DIR", state_dir.as_os_str())], &[])
+}
+
+/// A demo with these environment variables and extra flags (`state` is kept for the test).
+fn start_demo_with(
+    state: tempfile::TempDir,
+    env: &[(&str, &std::ffi::OsStr)],
+    flags: &[&std::ffi::OsStr],
+) -> Demo {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -46,7 +56,8 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
     .parse()
     .unwrap();
     let mut child = Command::new(BIN)
-        .env("TOLLGATE_STATE_DIR", state.path())
+        .env_remove("TOLLGATE_STATE_DIR")
+        .envs(env.iter().copied())
         .env(
             "TOLLGATE_ADMIN_TOKEN",
             crate::support::tollgate::ADMIN_TOKEN,
@@ -60,6 +71,7 @@ fn start_demo_in(state: tempfile::TempDir) -> Demo {
         ])
         .args(["--upstream-listen", &upstream.to_string()])
         .args(["--authorizer-listen", &authorizer.to_string()])
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -125,8 +137,10 @@ async fn the_demo_proxies_to_its_echo_upstream_and_prints_curl_lines() {
         reply.headers["x-request-id"].to_str().unwrap()
     );
     assert!(
-        demo.banner
-            .contains(&format!("curl -s http://{}/anything", demo.addr)),
+        demo.banner.contains(&format!(
+            "curl -si -H 'Host: acme.localhost' http://{}/anything",
+            demo.addr
+        )),
         "{}",
         demo.banner
     );
@@ -352,4 +366,70 @@ async fn the_demo_audits_an_allowed_and_a_denied_request_and_counts_them_per_ten
         counted("acme", "allow") && counted("globex", "deny"),
         "{metrics}"
     );
+}
+
+/// The line of the banner that starts with `label` (`files`, `state`), its first word after it.
+fn banner_field(banner: &str, label: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {label} line in:\n{banner}"))
+        .to_string()
+}
+
+#[test]
+fn each_demo_has_its_own_state_and_dir_keeps_edits_across_runs() {
+    // Without TOLLGATE_STATE_DIR, two demos never share a store (nor /tmp/tollgate).
+    let one = start_demo_with(tempfile::tempdir().unwrap(), &[], &[]);
+    let two = start_demo_with(tempfile::tempdir().unwrap(), &[], &[]);
+    let (state_one, state_two) = (
+        banner_field(&one.banner, "state"),
+        banner_field(&two.banner, "state"),
+    );
+    assert_ne!(state_one, state_two);
+    assert!(!state_one.starts_with("/tmp/tollgate/") && state_one.ends_with("/state"));
+    let files_one = banner_field(&one.banner, "files");
+    assert!(
+        std::path::Path::new(&files_one)
+            .join("config/tollgate.yaml")
+            .exists()
+    );
+    drop(one);
+    drop(two);
+
+    // --dir: the files are the user's; an edit is kept and used by the next run.
+    let kept = tempfile::tempdir().unwrap();
+    let dir = kept.path().join("demo");
+    let flags = [std::ffi::OsStr::new("--dir"), dir.as_os_str()];
+    let mut first = start_demo_with(tempfile::tempdir().unwrap(), &[], &flags);
+    assert_eq!(
+        banner_field(&first.banner, "files"),
+        dir.display().to_string()
+    );
+    assert_eq!(
+        banner_field(&first.banner, "state"),
+        dir.join("state").display().to_string()
+    );
+    send_signal(first.child.id(), libc::SIGTERM);
+    assert!(first.child.wait().unwrap().success());
+    let tenants = dir.join("config/tenants.yaml");
+    let edited = std::fs::read_to_string(&tenants)
+        .unwrap()
+        .replace("    status: suspended\n", "    status: active\n");
+    std::fs::write(&tenants, &edited).unwrap();
+    let second = start_demo_with(tempfile::tempdir().unwrap(), &[], &flags);
+    assert_eq!(std::fs::read_to_string(&tenants).unwrap(), edited);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let reply = runtime.block_on(get(
+        second.addr,
+        "/public/x",
+        &[("host", "initech.localhost")],
+    ));
+    assert_eq!(
+        reply.status, 200,
+        "the edit (initech active) is what runs: {:?}",
+        reply.body
+    );
+    assert!(dir.join("state/usage.redb").exists());
 }

@@ -312,9 +312,16 @@ fn the_usage_command_reports_from_a_running_tollgate_and_from_the_store() {
         all.extend(args);
         let run = crate::support::tollgate::cli(&all, &[]);
         assert!(run.ok, "{}", run.stderr);
-        run.stdout
+        (run.stdout, run.stderr)
     };
-    let table = usage(&["--tenant", "metered"]);
+    let (table, from) = usage(&["--tenant", "metered"]);
+    assert!(
+        from.contains(&format!(
+            "the running Tollgate at http://{}",
+            tollgate.admin
+        )),
+        "{from}"
+    );
     assert!(
         table
             .lines()
@@ -324,10 +331,15 @@ fn the_usage_command_reports_from_a_running_tollgate_and_from_the_store() {
     tollgate.signal(libc::SIGTERM);
     assert!(tollgate.wait_exit().success());
     // Nothing runs now: the store is read directly.
-    let json: serde_json::Value =
-        serde_json::from_str(&usage(&["--tenant", "metered", "--format", "json"])).unwrap();
+    let (json, from) = usage(&["--tenant", "metered", "--format", "json"]);
+    let store = tollgate.path("state/usage.redb");
+    assert!(
+        from.contains(&format!("the usage store {}", store.display())),
+        "{from}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json[0]["quotas"][0]["used"], 2, "{json}");
-    let all = usage(&[]);
+    let (all, _) = usage(&[]);
     assert!(all.contains("tight") && all.contains("metered"), "{all}");
     drop(upstream);
 }

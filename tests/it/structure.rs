@@ -79,3 +79,56 @@ fn the_cycle_check_finds_a_cycle_through_a_grouped_import_and_a_child_path() {
     assert!(!out.status.success(), "{report}");
     assert!(report.contains("a, b::inner"), "{report}");
 }
+
+/// The `TOLLGATE_*` names in `text`.
+fn tollgate_variables(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("TOLLGATE_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        // Part of a longer name (`X_TOLLGATE_…`, a header constant) is not a variable.
+        let inside = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        rest = &rest[at + name.len()..];
+        if !inside && name.len() > "TOLLGATE_".len() && !name.ends_with('_') {
+            names.push(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn every_environment_variable_the_code_and_examples_read_is_in_the_readme() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    files.extend(crate::support::shipped_yaml("config"));
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut missing: Vec<String> = files
+        .iter()
+        .flat_map(|f| tollgate_variables(&std::fs::read_to_string(f).unwrap()))
+        .filter(|name| !readme.contains(&format!("`{name}`")))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+    assert_eq!(
+        tollgate_variables("${TOLLGATE_LISTEN:-x} TOLLGATE_ X_TOLLGATE_AUTH"),
+        ["TOLLGATE_LISTEN"]
+    );
+}
+
+#[test]
+fn the_crate_says_which_rust_it_needs() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.starts_with("rust-version = \"1.")),
+        "Cargo.toml has no rust-version"
+    );
+}
