@@ -39,27 +39,32 @@ pub enum Command {
     },
     /// Validate configuration files; exit 0 when all are valid, 1 with every error otherwise.
     Check {
-        /// Configuration files to validate.
-        #[arg(long, short, required = true, num_args = 1..)]
+        /// Main configuration files to validate (each brings its tenants, plans, keys, routes
+        /// and policies); `--config FILE` works too. Default: `$TOLLGATE_CONFIG` or
+        /// config/tollgate.yaml.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[arg(long = "config", short = 'c', value_name = "FILE", num_args = 1..)]
         config: Vec<PathBuf>,
     },
     /// Mint a development JWT signed with a key from the configuration.
     Token {
         #[command(flatten)]
         config: ConfigFile,
+        /// The tenant the token belongs to (its `tenant` claim).
         #[arg(long)]
         tenant: Option<String>,
         /// The subject (user id).
         #[arg(long)]
         sub: String,
-        /// Comma-separated roles.
-        #[arg(long, value_delimiter = ',')]
+        /// Roles: comma-separated, or the option repeated (`--role` works too).
+        #[arg(long, alias = "role", value_delimiter = ',')]
         roles: Vec<String>,
-        /// Comma-separated scopes.
-        #[arg(long, value_delimiter = ',')]
+        /// Scopes: comma-separated, or the option repeated (`--scope` works too).
+        #[arg(long, alias = "scope", value_delimiter = ',')]
         scopes: Vec<String>,
-        /// Lifetime, e.g. 15m, 1h, 7d.
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        /// Lifetime, more than zero: 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = positive_duration)]
         ttl: std::time::Duration,
         /// Mark the token as issued after multi-factor authentication.
         #[arg(long)]
@@ -78,10 +83,11 @@ pub enum Command {
     Usage {
         #[command(flatten)]
         config: ConfigFile,
+        /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
-        /// A period, or its prefix: 2026-11, 2026-11-22, 2026.
-        #[arg(long)]
+        /// A period, or its prefix: 2026, 2026-11, 2026-11-22.
+        #[arg(long, value_parser = period)]
         period: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: UsageFormat,
@@ -91,11 +97,12 @@ pub enum Command {
         /// The audit file.
         #[arg(long)]
         file: PathBuf,
+        /// Only this tenant's records.
         #[arg(long)]
         tenant: Option<String>,
-        /// allow or deny.
-        #[arg(long)]
-        decision: Option<String>,
+        /// Only records with this decision.
+        #[arg(long, value_enum)]
+        decision: Option<Decision>,
         /// Only records this recent, e.g. 15m, 1h, 2d.
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
@@ -126,6 +133,79 @@ pub enum Command {
     },
 }
 
+/// An audit record's decision.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// `Name: value`, as curl's `-H` takes it.
+fn header(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("{text:?} is not a header: write 'Name: value'")),
+    }
+}
+
+/// A duration of more than zero (`0s` would make an already expired token or key).
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A usage period or its prefix: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, a real date.
+fn period(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let bad = || format!("{text:?} is not a period: write 2026, 2026-11 or 2026-11-22");
+    let year = parts.first().and_then(|y| number(y, 4)).ok_or_else(bad)?;
+    match parts[1..] {
+        [] => {}
+        [m] => {
+            number(m, 2)
+                .filter(|m| (1..=12).contains(m))
+                .ok_or_else(bad)?;
+        }
+        [m, d] => {
+            let month = number(m, 2)
+                .filter(|m| (1..=12).contains(m))
+                .ok_or_else(bad)?;
+            let day = number(d, 2).ok_or_else(bad)?;
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let days = match month {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            if !(1..=days).contains(&day) {
+                return Err(bad());
+            }
+        }
+        _ => return Err(bad()),
+    }
+    Ok(text.to_string())
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
     Text,
@@ -144,19 +224,20 @@ pub enum KeysCommand {
     Create {
         #[command(flatten)]
         config: ConfigFile,
+        /// The tenant the key belongs to.
         #[arg(long)]
         tenant: String,
-        /// A role; repeat for several.
-        #[arg(long = "role")]
+        /// Roles: comma-separated, or the option repeated (`--role` works too).
+        #[arg(long, alias = "role", value_delimiter = ',')]
         roles: Vec<String>,
-        /// A scope; repeat for several.
-        #[arg(long = "scope")]
+        /// Scopes: comma-separated, or the option repeated (`--scope` works too).
+        #[arg(long, alias = "scope", value_delimiter = ',')]
         scopes: Vec<String>,
         /// A name for the key (default: tenant and a hash prefix).
         #[arg(long)]
         name: Option<String>,
-        /// Expire the key after this long, e.g. 90d.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Expire the key after this long (more than zero), e.g. 90d.
+        #[arg(long, value_parser = positive_duration)]
         expires_in: Option<std::time::Duration>,
     },
 }
@@ -166,6 +247,7 @@ pub enum KeysCommand {
 pub struct AuthorizeArgs {
     #[command(flatten)]
     pub config: ConfigFile,
+    /// The tenant the request is for.
     #[arg(long)]
     pub tenant: String,
     /// Authenticate with this token (as `Authorization: Bearer`).
@@ -174,22 +256,25 @@ pub struct AuthorizeArgs {
     /// Decide for this user instead of authenticating a token.
     #[arg(long)]
     pub user: Option<String>,
-    /// Comma-separated roles of --user.
-    #[arg(long, value_delimiter = ',')]
+    /// Roles of --user: comma-separated, or the option repeated (`--role` works too).
+    #[arg(long, alias = "role", value_delimiter = ',')]
     pub roles: Vec<String>,
-    /// Comma-separated scopes of --user.
-    #[arg(long, value_delimiter = ',')]
+    /// Scopes of --user: comma-separated, or the option repeated (`--scope` works too).
+    #[arg(long, alias = "scope", value_delimiter = ',')]
     pub scopes: Vec<String>,
     /// --user authenticated with multi-factor authentication.
     #[arg(long)]
     pub mfa: bool,
+    /// The request method, exactly as a client sends it (methods are case-sensitive: `get` is
+    /// not `GET`, as the proxy sees it).
     #[arg(long, default_value = "GET")]
     pub method: String,
+    /// The request target: path and query, e.g. /api/v1/agents/7?view=full.
     #[arg(long)]
     pub path: String,
     /// A request header, `Name: value`; repeat for several.
-    #[arg(long = "header")]
-    pub headers: Vec<String>,
+    #[arg(long = "header", value_parser = header)]
+    pub headers: Vec<(String, String)>,
     /// The client address the policies see.
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: std::net::IpAddr,

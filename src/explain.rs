@@ -116,7 +116,8 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         .get(ask.tenant)
         .cloned()
         .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
-    let method = Method::from_bytes(ask.method.to_ascii_uppercase().as_bytes())
+    // As the proxy sees it: methods are case-sensitive (RFC 9110 §9.1), so `get` is not `GET`.
+    let method = Method::from_bytes(ask.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", ask.method))?;
     let uri: Uri = ask
         .path

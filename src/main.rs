@@ -24,7 +24,7 @@ fn serve(file: &std::path::Path) -> ExitCode {
             tollgate::logging::init(&config.log);
             let server = Server::bind(config).await?;
             server.serve(shutdown_signal()).await;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }),
         Err(e) => fail(&e.to_string()),
     }
@@ -43,7 +43,7 @@ fn audit(file: &std::path::Path, filter: &tollgate::audit::query::Filter<'_>) ->
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => print(commands::check(&config)),
+        Command::Check { files, config } => check(files.into_iter().chain(config).collect()),
         Command::Token {
             config,
             tenant,
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         } => {
             let filter = tollgate::audit::query::Filter {
                 tenant: tenant.as_deref(),
-                decision: decision.as_deref(),
+                decision: decision.map(|d| d.as_str()),
                 since,
             };
             audit(&file, &filter)
@@ -118,7 +118,8 @@ fn main() -> ExitCode {
                 upstream: upstream_listen,
                 authorizer: authorizer_listen,
             };
-            demo::run(addrs, dir.as_deref(), shutdown_signal()).await
+            demo::run(addrs, dir.as_deref(), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }),
     }
 }
@@ -129,14 +130,7 @@ fn authorize(args: AuthorizeArgs) -> ExitCode {
         Ok(snapshot) => snapshot,
         Err(e) => return fail(&e),
     };
-    let mut pairs: Vec<(String, String)> = args
-        .headers
-        .iter()
-        .map(|h| {
-            h.split_once(':')
-                .map_or((h.clone(), String::new()), |(k, v)| (k.into(), v.into()))
-        })
-        .collect();
+    let mut pairs = args.headers;
     if let Some(token) = &args.token {
         pairs.push(("authorization".into(), format!("Bearer {token}")));
     }
@@ -161,11 +155,11 @@ fn authorize(args: AuthorizeArgs) -> ExitCode {
             Format::Text => print!("{}", outcome.text()),
             Format::Json => println!("{}", outcome.json()),
         }
-        if outcome.allowed {
-            Ok(())
+        Ok(if outcome.allowed {
+            ExitCode::SUCCESS
         } else {
-            Err(String::new())
-        }
+            NEGATIVE.into()
+        })
     })
 }
 
@@ -183,7 +177,11 @@ fn test(config: &ConfigFile, dir: Option<PathBuf>) -> ExitCode {
     run(async {
         let (report, passed) = explain::run_tests(&snapshot, &dir).await?;
         print!("{report}");
-        if passed { Ok(()) } else { Err(String::new()) }
+        Ok(if passed {
+            ExitCode::SUCCESS
+        } else {
+            NEGATIVE.into()
+        })
     })
 }
 
@@ -205,30 +203,53 @@ fn usage(
             UsageFormat::Table => print!("{}", tollgate::limits::usage::table(&reports)),
             UsageFormat::Json => println!("{}", serde_json::Value::Array(reports)),
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Prints a command's result: the text on stdout and exit 0, or the error on stderr and exit 1.
+/// Exit codes: 0 for a positive answer (allowed, valid, passed, done), 1 for a negative one (a
+/// deny, an invalid configuration, a failing policy test), 2 for a usage or input error (an
+/// unknown tenant, a bad path or argument, a file that cannot be read), as clap does for its own.
+const NEGATIVE: u8 = 1;
+const USAGE: u8 = 2;
+
+/// `tollgate check`: every error of every file; exit 1 when there is one.
+fn check(mut files: Vec<PathBuf>) -> ExitCode {
+    if files.is_empty() {
+        files.push(
+            std::env::var_os("TOLLGATE_CONFIG")
+                .map_or_else(|| PathBuf::from("config/tollgate.yaml"), PathBuf::from),
+        );
+    }
+    match commands::check(&files) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            NEGATIVE.into()
+        }
+    }
+}
+
+/// Prints a command's result: the text on stdout and exit 0, or the error on stderr and exit 2.
 fn print(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
 }
 
-fn run(main: impl Future<Output = Result<(), String>>) -> ExitCode {
+fn run(main: impl Future<Output = Result<ExitCode, String>>) -> ExitCode {
     run_on(0, main)
 }
 
 /// Runs `main` on `workers` runtime threads (0: one per CPU core).
-fn run_on(workers: usize, main: impl Future<Output = Result<(), String>>) -> ExitCode {
+fn run_on(workers: usize, main: impl Future<Output = Result<ExitCode, String>>) -> ExitCode {
     // One worker: a single-threaded scheduler, which has no work stealing to pay for.
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -242,18 +263,13 @@ fn run_on(workers: usize, main: impl Future<Output = Result<(), String>>) -> Exi
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(main) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
-    }
+    runtime.block_on(main).unwrap_or_else(|e| fail(&e))
 }
 
-/// Exit 1; an empty message means the output already said why (a deny, a failed test).
+/// A usage or input error: `error: …` on stderr, exit 2.
 fn fail(message: &str) -> ExitCode {
-    if !message.is_empty() {
-        eprintln!("error: {message}");
-    }
-    ExitCode::FAILURE
+    eprintln!("error: {message}");
+    USAGE.into()
 }
 
 /// SIGXFSZ's number on Linux.

@@ -11,6 +11,7 @@ mod authz;
 mod bypass;
 mod bypass_identity;
 mod check;
+mod cli;
 mod demo;
 mod deploy;
 mod dockerfile;

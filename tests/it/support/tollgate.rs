@@ -359,6 +359,8 @@ pub fn keys_create(tollgate: &Tollgate, tenant: &str, extra: &[&str]) -> Run {
 /// What a run of the `tollgate` command printed.
 pub struct Run {
     pub ok: bool,
+    /// The exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
     /// Trimmed.
     pub stdout: String,
     pub stderr: String,
@@ -373,6 +375,7 @@ pub fn cli(args: &[&str], env: &[(&str, &Path)]) -> Run {
         .unwrap();
     Run {
         ok: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
         stderr: String::from_utf8_lossy(&output.stderr).to_string(),
     }
