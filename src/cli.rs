@@ -94,9 +94,13 @@ pub enum Command {
     },
     /// Print the records of an audit file that match, as written.
     Audit {
-        /// The audit file.
-        #[arg(long)]
-        file: PathBuf,
+        /// An audit file, a directory of them, or a pattern (`'audit.jsonl*'`) that takes in
+        /// the rotated files too (`<file>.<UTC time>`, read oldest first); repeat for several.
+        #[arg(long, required = true, num_args = 1..)]
+        file: Vec<PathBuf>,
+        /// Keep reading what is appended to the last file (across rotations) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
         /// Only this tenant's records.
         #[arg(long)]
         tenant: Option<String>,

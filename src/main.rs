@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use tollgate::audit::query;
 use tollgate::cli::{AuthorizeArgs, Cli, Command, ConfigFile, Format, KeysCommand, UsageFormat};
 use tollgate::config::Config;
 use tollgate::demo::{self, DemoAddrs};
@@ -30,14 +31,42 @@ fn serve(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `tollgate audit`: the matching records, one per line; unreadable lines are warned about.
-fn audit(file: &std::path::Path, filter: &tollgate::audit::query::Filter<'_>) -> ExitCode {
-    print(tollgate::audit::query::filter(file, filter).map(|found| {
-        for skipped in &found.skipped {
-            eprintln!("warning: {skipped}");
+/// `tollgate audit`: the matching records streamed, one per line; unreadable lines are warned
+/// about; a closed pipe (`| head -1`) ends it quietly.
+fn audit(names: &[PathBuf], filter: &query::Filter<'_>, follow: bool) -> ExitCode {
+    struct Stdout {
+        out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+        follow: bool,
+    }
+    impl query::Output for Stdout {
+        fn record(&mut self, line: &str) -> std::io::Result<()> {
+            use std::io::Write;
+            writeln!(self.out, "{line}")?;
+            if self.follow {
+                self.out.flush()?;
+            }
+            Ok(())
         }
-        found.lines.join("\n")
-    }))
+        fn skipped(&mut self, message: &str) {
+            eprintln!("warning: {message}");
+        }
+    }
+    let files = match query::files(names) {
+        Ok(files) => files,
+        Err(e) => return fail(&e),
+    };
+    let mut out = Stdout {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        follow,
+    };
+    match query::Query::new(filter).run(&files, follow, &mut out) {
+        Ok(_) => {
+            // A pipe closed at the end is an answer taken, not an error.
+            let _ = std::io::Write::flush(&mut out.out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn main() -> ExitCode {
@@ -73,16 +102,17 @@ fn main() -> ExitCode {
         } => usage(&config, tenant.as_deref(), period.as_deref(), format),
         Command::Audit {
             file,
+            follow,
             tenant,
             decision,
             since,
         } => {
-            let filter = tollgate::audit::query::Filter {
+            let filter = query::Filter {
                 tenant: tenant.as_deref(),
                 decision: decision.map(|d| d.as_str()),
                 since,
             };
-            audit(&file, &filter)
+            audit(&file, &filter, follow)
         }
         Command::Keys {
             command:

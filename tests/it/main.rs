@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod audit_cli;
 mod audit_faults;
 mod authorizer;
 mod authorizer_hints;
