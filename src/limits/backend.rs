@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::tenants::Tenant;
 
 use super::rate::Check;
+use super::refund::Counted;
 use super::store::{Consumed, Item, Usage};
 
 /// What a request asks of the limits.
@@ -26,6 +27,8 @@ pub struct Outcome {
     pub checks: Vec<Check>,
     /// The quota result; `None` when a rate limit refused first (nothing was counted).
     pub consumed: Option<Consumed>,
+    /// Where the quota items were counted (`Nowhere` unless `consumed` is `Allowed`).
+    pub counted: Counted,
 }
 
 pub trait Backend: Send + Sync {
@@ -35,6 +38,14 @@ pub trait Backend: Send + Sync {
         metrics: &'a Metrics,
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Outcome, Refusal>>;
+
+    /// Gives back what `check` counted for `items` where it counted them.
+    fn refund<'a>(
+        &'a self,
+        tenant: &'a str,
+        items: &'a [Item],
+        counted: Counted,
+    ) -> BoxFuture<'a, ()>;
 
     /// The quota counters of a tenant, optionally of one period.
     fn usage<'a>(

@@ -12,7 +12,8 @@ use crate::tenants::plans::RateLimit;
 
 use super::backend::{Backend, Outcome, Request};
 use super::rate::{Check, RateLimiters};
-use super::store::{Item, QuotaStore, Usage};
+use super::refund::Counted;
+use super::store::{Consumed, Item, QuotaStore, Usage};
 
 pub struct Local {
     rate: RateLimiters,
@@ -64,11 +65,19 @@ impl Local {
             return Outcome {
                 checks,
                 consumed: None,
+                counted: Counted::Nowhere,
             };
         }
+        let consumed = self.quotas.consume(&tenant.id, items);
+        let counted = if matches!(consumed, Consumed::Allowed(_)) {
+            Counted::Locally
+        } else {
+            Counted::Nowhere
+        };
         Outcome {
             checks,
-            consumed: Some(self.quotas.consume(&tenant.id, items)),
+            consumed: Some(consumed),
+            counted,
         }
     }
 }
@@ -81,6 +90,16 @@ impl Backend for Local {
     ) -> BoxFuture<'a, Result<Outcome, Refusal>> {
         let outcome = self.enforce(request.tenant, request.keys, request.items, 1);
         Box::pin(std::future::ready(Ok(outcome)))
+    }
+
+    fn refund<'a>(
+        &'a self,
+        tenant: &'a str,
+        items: &'a [Item],
+        _counted: Counted,
+    ) -> BoxFuture<'a, ()> {
+        self.quotas.release(tenant, items);
+        Box::pin(std::future::ready(()))
     }
 
     fn usage<'a>(

@@ -10,6 +10,7 @@ pub mod period;
 pub mod rate;
 pub(crate) mod reconcile;
 pub mod redis;
+pub mod refund;
 pub mod shared;
 pub mod store;
 pub mod usage;
@@ -62,6 +63,13 @@ impl Limits {
             items,
         };
         self.backend.check(metrics, &request).await
+    }
+
+    /// Gives back what a request counted: it never reached the upstream.
+    pub async fn refund(&self, refund: &refund::Refund) {
+        self.backend
+            .refund(&refund.tenant, &refund.items, refund.counted)
+            .await;
     }
 
     /// Usage reports: one tenant's, or every tenant's (sorted).

@@ -129,6 +129,11 @@ impl RedisLimits {
         format!("{}:{{{tenant}}}:rl:{name}:{scope_key}", self.config.prefix)
     }
 
+    /// Gives back `(key, cost)` of a request that never reached the upstream.
+    pub(crate) async fn release(&self, keys: &[(String, u64)]) -> Result<(), String> {
+        super::refund::release(&self.link, self.config.timeout, keys).await
+    }
+
     pub(crate) fn quota_key(&self, tenant: &str, metric: &str, period: &str) -> String {
         format!("{}:{{{tenant}}}:q:{metric}:{period}", self.config.prefix)
     }

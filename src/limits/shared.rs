@@ -18,6 +18,7 @@ use super::backend::{Backend, Outcome, Request};
 use super::local::Local;
 use super::rate::Check;
 use super::redis::{self, QuotaItem, RateItem, RedisLimits, Verdict};
+use super::refund::Counted;
 use super::store::{Consumed, Item, QuotaStore, Usage};
 
 /// How long an outage count added to Redis is kept: longer than any quota period (a billing
@@ -154,6 +155,30 @@ impl Backend for Shared {
         Box::pin(Shared::check(self, metrics, request))
     }
 
+    fn refund<'a>(
+        &'a self,
+        tenant: &'a str,
+        items: &'a [Item],
+        counted: Counted,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match counted {
+                Counted::Nowhere => {}
+                Counted::Locally => self.local.quotas.release(tenant, items),
+                Counted::InRedis => {
+                    let keys: Vec<(String, u64)> = items
+                        .iter()
+                        .map(|i| (self.redis.quota_key(tenant, &i.metric, &i.period), i.cost))
+                        .collect();
+                    if let Err(e) = self.redis.release(&keys).await {
+                        // Counted once too often is the safe side of a lost refund.
+                        tracing::warn!(tenant, error = %e, "could not give back a request's quota in Redis");
+                    }
+                }
+            }
+        })
+    }
+
     fn usage<'a>(
         &'a self,
         tenant: &'a str,
@@ -209,5 +234,14 @@ fn outcome(tenant: &Tenant, rate: &[RateItem], verdict: Verdict) -> Outcome {
         Verdict::QuotaExceeded { .. } => rate.iter().map(full).collect(),
     };
     debug_assert_eq!(checks.len(), tenant.rate_limits.len());
-    Outcome { checks, consumed }
+    let counted = if matches!(consumed, Some(Consumed::Allowed(_))) {
+        Counted::InRedis
+    } else {
+        Counted::Nowhere
+    };
+    Outcome {
+        checks,
+        consumed,
+        counted,
+    }
 }

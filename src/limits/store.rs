@@ -131,6 +131,32 @@ impl QuotaStore {
         Consumed::Allowed(after)
     }
 
+    /// Gives back what `consume` counted for `items` (the request never reached the upstream);
+    /// a counter never goes below zero.
+    pub(crate) fn release(&self, tenant: &str, items: &[Item]) {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|i| key(tenant, &i.metric, &i.period))
+            .collect();
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (item, key) in items.iter().zip(&keys) {
+            if let Some(count) = counts.get_mut(key) {
+                *count = count.saturating_sub(item.cost);
+            }
+        }
+        drop(counts);
+        if let Some(durable) = &self.durable {
+            let mut dirty = durable
+                .dirty
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            dirty.extend(keys);
+        }
+    }
+
     /// Every counter of a tenant, optionally of one period.
     pub fn usage(&self, tenant: &str, period: Option<&str>) -> Vec<Usage> {
         let prefix = format!("{tenant}\u{1f}");

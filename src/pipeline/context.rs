@@ -69,6 +69,8 @@ pub struct Context {
     pub shadow_deny: bool,
     /// `RateLimit*` headers for the answer, whatever it is.
     pub rate_headers: Vec<(HeaderName, HeaderValue)>,
+    /// What the quota stage counted, given back if the request never reaches the upstream.
+    pub refund: Option<crate::limits::refund::Refund>,
     /// Microseconds until decided, and until the upstream's response head.
     pub decided_us: Option<u64>,
     pub upstream_us: Option<u64>,
@@ -166,6 +168,7 @@ impl Context {
             decision: None,
             shadow_deny: false,
             rate_headers: Vec::new(),
+            refund: None,
             decided_us: None,
             upstream_us: None,
             forwarded: false,

@@ -78,7 +78,15 @@ pub async fn forward(
                     "the upstream did not answer in time",
                 ));
             }
-            Ok(Err(err)) => return Err(classify(shared, &err, max_body)),
+            Ok(Err(err)) => {
+                // Nothing reached the upstream: what the request counted is given back.
+                if err.is_connect()
+                    && let Some(refund) = ctx.refund.take()
+                {
+                    shared.limits.refund(&refund).await;
+                }
+                return Err(classify(shared, &err, max_body));
+            }
             Ok(Ok(response)) => response,
         };
     ctx.upstream_us = Some(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));

@@ -27,6 +27,7 @@ use crate::headers::{self};
 use crate::identity::Principal;
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
+use crate::limits::refund::{Counted, Refund};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::stage::Stage;
@@ -123,6 +124,13 @@ async fn limit(
     ctx.enter(Stage::Quota);
     if let Some(consumed) = outcome.consumed {
         quota::respond(metrics, tenant, &items, consumed)?;
+    }
+    if outcome.counted != Counted::Nowhere {
+        ctx.refund = Some(Refund {
+            tenant: tenant.id.clone(),
+            items,
+            counted: outcome.counted,
+        });
     }
     Ok(())
 }

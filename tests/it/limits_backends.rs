@@ -65,6 +65,11 @@ struct Stack {
 }
 
 async fn start(store: Store) -> Stack {
+    start_to(store, None).await
+}
+
+/// [`start`] with `upstream_url` in place of the running upstream's.
+async fn start_to(store: Store, upstream_url: Option<String>) -> Stack {
     let redis =
         matches!(store, Store::Redis | Store::RedisWithLocalFallback).then(RedisServer::start);
     let limits = match &redis {
@@ -84,6 +89,7 @@ async fn start(store: Store) -> Stack {
     options.files.push(("plans.yaml".into(), plans(store)));
     options.files.push(("tenants.yaml".into(), TENANTS.into()));
     options.extra.push_str(&limits);
+    options.upstream_url = upstream_url;
     let upstream = Upstream::start().await;
     Stack {
         tollgate: Tollgate::start(upstream.addr, options),
@@ -174,6 +180,31 @@ async fn counts_outlive_a_reload(store: Store) {
     assert_eq!(allowed, 5, "7 in all, across the reload");
 }
 
+/// A request whose upstream cannot be reached (502) is given back: the tenant is billed for
+/// what its application served. With a quota of 7, nine such requests are all 502, never 429.
+async fn a_request_that_never_reaches_the_upstream_is_not_counted(store: Store) {
+    let closed = format!("http://127.0.0.1:{}", crate::support::tollgate::free_port());
+    let stack = start_to(store, Some(closed)).await;
+    let t = &stack.tollgate;
+    for _ in 0..9 {
+        get(t.addr, "/x", &[("host", &host("quota"))])
+            .await
+            .assert_problem(502, "upstream-unavailable");
+    }
+    assert_eq!(used(t, "quota", "api_calls"), 0);
+}
+
+/// A request the upstream answered counts, whatever it answered (its own 502 included).
+async fn a_request_the_upstream_answered_counts_whatever_the_answer(store: Store) {
+    let stack = start(store).await;
+    let t = &stack.tollgate;
+    for (path, status) in [("/status/502", 502), ("/status/500", 500), ("/x", 200)] {
+        let reply = get(t.addr, path, &[("host", &host("quota"))]).await;
+        assert_eq!(reply.status, status, "{:?}", reply.body);
+    }
+    assert_eq!(used(t, "quota", "api_calls"), 3);
+}
+
 macro_rules! every_backend {
     ($($behaviour:ident),* $(,)?) => {$(
         mod $behaviour {
@@ -207,6 +238,8 @@ every_backend!(
     a_quota_counts_exactly_its_limit_and_never_a_refusal,
     stacked_limits_count_all_or_nothing,
     counts_outlive_a_reload,
+    a_request_that_never_reaches_the_upstream_is_not_counted,
+    a_request_the_upstream_answered_counts_whatever_the_answer,
 );
 
 /// During a fault a plan refuses (503) or enforces its local share; afterwards Redis holds

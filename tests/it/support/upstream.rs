@@ -120,6 +120,13 @@ async fn route(mut req: Request<Incoming>) -> Response<Body> {
     if let Some(n) = arg("/download/") {
         return download(n);
     }
+    if let Some(code) = arg("/status/") {
+        let status = u16::try_from(code)
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        return full(status, "answered by the upstream");
+    }
     if let Some(ms) = arg("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return full(StatusCode::OK, "slow done");
