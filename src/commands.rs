@@ -18,21 +18,27 @@ pub fn load(path: &Path) -> Result<Snapshot, String> {
 }
 
 /// `tollgate check`: validates each file and everything it names.
-pub fn check(files: &[impl AsRef<Path>]) -> Result<String, String> {
+pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>) {
     let mut ok = Vec::new();
     let mut failed = Vec::new();
+    let mut warnings = Vec::new();
     for file in files {
         let file = file.as_ref();
         match load(file) {
-            Ok(_) => ok.push(format!("{}: ok", file.display())),
+            Ok(snapshot) => {
+                ok.push(format!("{}: ok", file.display()));
+                let shipped = crate::identity::shipped::shipped_keys(&snapshot.config);
+                warnings.extend(shipped.iter().map(|p| crate::identity::shipped::warning(p)));
+            }
             Err(e) => failed.push(e),
         }
     }
-    if failed.is_empty() {
+    let result = if failed.is_empty() {
         Ok(ok.join("\n"))
     } else {
         Err(failed.join("\n"))
-    }
+    };
+    (result, warnings)
 }
 
 /// What a development token should say.

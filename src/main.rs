@@ -23,6 +23,9 @@ fn serve(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(config) => run_on(config.server.workers, async move {
             tollgate::logging::init(&config.log);
+            for path in tollgate::identity::shipped::shipped_keys(&config) {
+                tracing::warn!("{}", tollgate::identity::shipped::warning(&path));
+            }
             let server = Server::bind(config).await?;
             server.serve(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
@@ -251,7 +254,11 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
                 .map_or_else(|| PathBuf::from("config/tollgate.yaml"), PathBuf::from),
         );
     }
-    match commands::check(&files) {
+    let (result, warnings) = commands::check(&files);
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    match result {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS

@@ -15,10 +15,11 @@ use crate::server::Server;
 use crate::snapshot::Snapshot;
 
 mod banner;
+mod keys;
 use banner::{Banner, shell_word};
 
 /// The shipped example files, compiled in so the demo runs from anywhere.
-const FILES: [(&str, &str); 11] = [
+const FILES: [(&str, &str); 9] = [
     (
         "config/tollgate.yaml",
         include_str!("../../config/tollgate.yaml"),
@@ -35,14 +36,6 @@ const FILES: [(&str, &str); 11] = [
     (
         "config/api-keys.yaml",
         include_str!("../../config/api-keys.yaml"),
-    ),
-    (
-        "config/keys/demo-es256.pem",
-        include_str!("../../config/keys/demo-es256.pem"),
-    ),
-    (
-        "config/keys/demo-es256.pub.pem",
-        include_str!("../../config/keys/demo-es256.pub.pem"),
     ),
     (
         "policies/schema.cedarschema",
@@ -100,6 +93,17 @@ impl Place {
                     .map_err(|e| format!("{}: {e}", parent.display()))?;
             }
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        // The signing pair the configuration names, made here: never one anybody else has.
+        let private = place.path().join("config/keys/demo-es256.pem");
+        if !private.exists() {
+            let (private_pem, public_pem) = keys::generate()?;
+            let public = place.path().join("config/keys/demo-es256.pub.pem");
+            std::fs::create_dir_all(place.path().join("config/keys"))
+                .map_err(|e| format!("{}: {e}", place.path().display()))?;
+            std::fs::write(&public, public_pem)
+                .and_then(|()| std::fs::write(&private, private_pem))
+                .map_err(|e| format!("{}: {e}", private.display()))?;
         }
         Ok(place)
     }

@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod principal;
+pub mod shipped;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -209,3 +209,28 @@ fn check_defaults_its_configuration_like_the_other_commands_and_takes_files_as_a
         "an invalid configuration is a negative answer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_loudly_about_a_key_shipped_in_the_repository() {
+    let upstream = Upstream::start().await;
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/keys/demo-es256.pub.pem"),
+    )
+    .unwrap();
+    let mut options = crate::support::Options::default().with(
+        "identity",
+        serde_json::json!({
+            "jwt": [{
+                "issuer": "https://issuer.test",
+                "keys": [{ "kid": "k", "alg": "ES256", "public_key_file": "keys/copied.pem" }],
+            }],
+        }),
+    );
+    options.files.push(("keys/copied.pem".into(), shipped));
+    let tollgate = crate::support::Tollgate::start(upstream.addr, options);
+    let log = tollgate.log();
+    assert!(
+        log.contains("WARN") && log.contains("copied.pem is the demo key shipped"),
+        "{log}"
+    );
+}

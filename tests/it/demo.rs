@@ -395,6 +395,13 @@ fn each_demo_has_its_own_state_and_dir_keeps_edits_across_runs() {
             .join("config/tollgate.yaml")
             .exists()
     );
+    // Its signing key is its own, never the repository's (which anyone can read).
+    let key = |dir: &str| {
+        std::fs::read_to_string(std::path::Path::new(dir).join("config/keys/demo-es256.pem"))
+            .unwrap()
+    };
+    assert_ne!(key(&files_one), key(env!("CARGO_MANIFEST_DIR")));
+    assert_ne!(key(&files_one), key(&banner_field(&two.banner, "files")));
     drop(one);
     drop(two);
 

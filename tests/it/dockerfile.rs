@@ -1,7 +1,8 @@
 //! deploy/Dockerfile, checked without a container engine: hadolint lints it, its build stage
 //! copies every file the build reads, and its runtime stage, laid out in a directory the way the
-//! image would be, runs: non-root, and `tollgate check` accepts the configuration its CMD names
-//! with the environment its ENV sets.
+//! image would be, runs: non-root, holding no configuration or key of the repository, and
+//! `tollgate check` accepts a configuration mounted where its CMD looks, with the environment its
+//! ENV sets, and warns loudly when that configuration uses the repository's demo key.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -124,11 +125,10 @@ fn the_runtime_image_runs_as_non_root_and_its_configuration_passes_tollgate_chec
             value.to_string()
         }
     };
-    for (sources, destination) in copies(runtime) {
-        for source in sources {
-            copy_tree(&repo().join(&source), &local(&destination));
-        }
-    }
+    assert!(
+        copies(runtime).is_empty(),
+        "the runtime stage copies nothing from the repository (no demo configuration or key)"
+    );
     let mut command = Command::new(BIN);
     for (word, rest) in runtime {
         match word.as_str() {
@@ -158,13 +158,18 @@ fn the_runtime_image_runs_as_non_root_and_its_configuration_passes_tollgate_chec
     assert_eq!(exec("ENTRYPOINT"), ["/usr/local/bin/tollgate"]);
     let cmd = exec("CMD");
     assert_eq!(cmd[0], "serve");
+    assert_eq!(cmd[1..], ["--config", "/etc/tollgate/tollgate.yaml"]);
+    // A user mounts a configuration there: here the repository's example, as it is.
+    copy_tree(&repo().join("config"), &local("/etc/tollgate"));
+    copy_tree(&repo().join("policies"), &local("/etc/policies"));
     command.arg("check");
     command.args(cmd[1..].iter().map(|a| rooted(a)));
     let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        stderr.contains("warning:") && stderr.contains("demo-es256.pem is the demo key shipped"),
+        "the example's key is the repository's: {stderr}"
     );
 }
 
