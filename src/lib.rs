@@ -1,6 +1,7 @@
 //! Tollgate: a policy-enforcing reverse proxy for multi-tenant SaaS applications.
 //! See ARCHITECTURE.md for the map of this crate.
 
+pub(crate) mod access;
 pub mod audit;
 pub mod authz;
 pub mod cli;

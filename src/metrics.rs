@@ -57,6 +57,8 @@ pub struct Metrics {
     pub audit_lost: IntCounter,
     /// Failed writes to an audit sink.
     pub audit_write_errors: IntCounter,
+    /// Access log lines dropped because stdout did not keep up.
+    pub access_log_dropped: IntCounter,
     /// Requests by tenant, plan, decision and the stage that decided.
     pub tenant_requests: IntCounterVec,
     /// Time spent in each pipeline stage.
@@ -240,6 +242,10 @@ impl Metrics {
             audit_write_errors: r.counter(
                 "tollgate_audit_write_errors_total",
                 "Failed writes to an audit sink.",
+            )?,
+            access_log_dropped: r.counter(
+                "tollgate_access_log_dropped_total",
+                "Access log lines dropped because stdout did not keep up.",
             )?,
             tenant_requests: r.counters(
                 "tollgate_requests_total",

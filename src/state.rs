@@ -35,6 +35,8 @@ pub struct Shared {
     pub limits: Limits,
     /// The audit log, when configured.
     pub auditor: Option<Arc<Auditor>>,
+    /// The access log (`log.access`), when on.
+    pub access: Option<Arc<crate::access::Access>>,
 }
 
 /// What a request knows about the connection it came on.

@@ -2,6 +2,7 @@
 //! that belongs to the snapshot (a reload never serves an old decision) and is keyed by every
 //! input of a decision (a changed role, address or hour is a different entry).
 
+mod compile;
 pub mod decide;
 pub mod policies;
 pub mod routes;

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
-use miette::Diagnostic;
+use cedar_policy::{Policy, PolicyId, PolicySet, Schema, Validator};
+
+use super::compile::{Compiler, Sources, error_line, line_at};
 
 /// The files a set was compiled from, path and text, in load order.
 type Inputs = Vec<(PathBuf, Arc<str>)>;
@@ -33,18 +34,6 @@ pub struct PolicyStore {
     locations: HashMap<String, String>,
 }
 
-/// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(1, |before| before.lines().count().max(1))
-}
-
-/// A parse or schema error's first source label, as a line number.
-fn error_line(text: &str, error: &dyn Diagnostic) -> Option<usize> {
-    let label = error.labels()?.next()?;
-    Some(line_at(text, label.offset() + 1))
-}
-
 /// The `.cedar` files directly in `dir`, sorted.
 pub(crate) fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -55,15 +44,6 @@ pub(crate) fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// Where policies come from: `file:line` of each policy's `@id`, and each file's text (to place
-/// validation errors on their own line).
-#[derive(Default)]
-struct Sources {
-    locations: HashMap<String, String>,
-    /// Policy id → (file, its text).
-    texts: HashMap<String, (String, Arc<str>)>,
 }
 
 /// Parses one file into policies renamed to their `@id`, recording each one's location and its
@@ -187,6 +167,11 @@ fn load_tenant_dirs(
 }
 
 impl PolicyStore {
+    /// How many policy sets there are: the global one and one per tenant with its own files.
+    pub(crate) fn sets(&self) -> usize {
+        1 + self.per_tenant.len()
+    }
+
     /// Loads and validates every set; a set whose inputs equal its inputs in `previous` is taken
     /// from there as it is.
     pub fn load(
@@ -270,51 +255,6 @@ impl PolicyStore {
     /// `file:line` of a policy.
     pub fn location(&self, id: &str) -> Option<&str> {
         self.locations.get(id).map(String::as_str)
-    }
-}
-
-/// Compiles and strictly validates one policy set; each error goes to `errors` once, at the
-/// file and line it is about.
-struct Compiler<'a> {
-    validator: Validator,
-    sources: &'a Sources,
-    dir: &'a Path,
-    errors: &'a mut Vec<String>,
-}
-
-impl Compiler<'_> {
-    fn compile(&mut self, policies: Vec<Policy>, what: &str) -> Option<Arc<PolicySet>> {
-        let set = match PolicySet::from_policies(policies) {
-            Ok(set) => set,
-            Err(e) => {
-                self.errors
-                    .push(format!("{}: {what}: {e}", self.dir.display()));
-                return None;
-            }
-        };
-        let result = self.validator.validate(&set, ValidationMode::Strict);
-        for error in result.validation_errors() {
-            let id = error.policy_id().to_string();
-            // The error's own line when its span is known, else the policy's.
-            let at = match self.sources.texts.get(&id) {
-                Some((file, text)) => match error_line(text, error) {
-                    Some(line) => format!("{file}:{line}"),
-                    None => self
-                        .sources
-                        .locations
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| file.clone()),
-                },
-                None => self.dir.display().to_string(),
-            };
-            let message = format!("{at}: policy {id:?}: {error}");
-            // A global policy's error shows in every tenant's set; report it once.
-            if !self.errors.contains(&message) {
-                self.errors.push(message);
-            }
-        }
-        Some(Arc::new(set))
     }
 }
 

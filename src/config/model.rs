@@ -9,8 +9,8 @@ use http::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
+pub use super::raw::{AccessLog, Gateway, Unmatched};
 pub use super::raw::{AuditMode, AuditRecords, Backend, Fsync, LogFormat, Redaction, TenantSource};
-pub use super::raw::{Gateway, Unmatched};
 
 /// The validated configuration of one Tollgate process.
 #[derive(Debug, Clone)]
@@ -243,4 +243,6 @@ pub struct Forwarding {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+    /// One line per answered request on stdout, off by default.
+    pub access: AccessLog,
 }

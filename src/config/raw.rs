@@ -72,6 +72,16 @@ pub enum Gateway {
     Envoy,
 }
 
+impl std::fmt::Display for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Gateway::Nginx => "nginx",
+            Gateway::Traefik => "traefik",
+            Gateway::Envoy => "envoy",
+        })
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
@@ -353,6 +363,19 @@ pub(crate) struct RawForwarding {
 pub(crate) struct RawLog {
     pub format: Option<LogFormat>,
     pub level: Option<String>,
+    pub access: Option<AccessLog>,
+}
+
+/// The access log's format, or none.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    #[default]
+    Off,
+    /// The Common Log Format, then `rid= tenant= stage= problem= us=`.
+    Common,
+    /// One JSON object a line, `"type":"access"`.
+    Json,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]

@@ -58,17 +58,17 @@ pub fn authorize(
         principal = %request.principal.id,
         route = %route.id,
         decision = verdict,
-        policies = ?decision.policies,
-        errors = ?decision.errors,
+        policies = %decision.policies.join(","),
+        errors = %decision.errors.join("; "),
         "authorization"
     );
     if !decision.errors.is_empty() {
-        tracing::warn!(route = %route.id, errors = ?decision.errors, "policy evaluation failed; denied");
+        tracing::warn!(route = %route.id, errors = %decision.errors.join("; "), "policy evaluation failed; denied");
     }
     let result = if decision.allowed {
         Ok(())
     } else if route.shadow {
-        tracing::info!(route = %route.id, policies = ?decision.policies, "shadow route: would deny, forwarding");
+        tracing::info!(route = %route.id, policies = %decision.policies.join(","), "shadow route: would deny, forwarding");
         Ok(())
     } else if decision.errors.is_empty() {
         Err(Refusal::new(

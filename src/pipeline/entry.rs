@@ -30,6 +30,7 @@ pub async fn serve(
 ) -> Response<ResponseBody> {
     let snapshot = shared.snapshot.load_full();
     let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
+    let version = request.version();
     let (response, method) = match admit(shared, &snapshot, request.headers()) {
         Err(refusal) => {
             ctx.note(request.uri(), request.headers(), &snapshot);
@@ -56,7 +57,7 @@ pub async fn serve(
             }
         },
     };
-    finish(shared, &mut ctx, &method, response)
+    finish(shared, &mut ctx, &method, version, response)
 }
 
 /// Stage 0, for every mode: load shedding first, then header limits.
@@ -122,6 +123,7 @@ fn finish(
     shared: &Shared,
     ctx: &mut Context,
     method: &Method,
+    version: http::Version,
     mut response: Response<ProxyBody>,
 ) -> Response<ResponseBody> {
     let headers = response.headers_mut();
@@ -130,6 +132,9 @@ fn finish(
         headers.insert(name, value);
     }
     record::record(&shared.metrics, ctx, method, response.status());
+    if let Some(access) = &shared.access {
+        record::access(access, ctx, method, version, response.status());
+    }
     let completion = shared
         .auditor
         .as_ref()

@@ -34,6 +34,18 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
     for (stage, time) in &ctx.stage_times {
         metrics.observe_stage(*stage, time.as_secs_f64());
     }
+    if let Some(problem) = ctx.problem.filter(|_| !ctx.forwarded) {
+        tracing::info!(
+            request_id = %ctx.arrival.request_id.to_str().unwrap_or_default(),
+            tenant = %ctx.tenant.as_ref().map_or("-", |t| &*t.id),
+            stage = %ctx.stage.name(),
+            problem = %problem,
+            status = status.as_u16(),
+            %method,
+            path = %ctx.path(),
+            "refused"
+        );
+    }
     tracing::debug!(
         request_id = ctx.arrival.request_id.to_str().unwrap_or_default(),
         peer = %ctx.arrival.peer,
@@ -42,6 +54,30 @@ pub fn record(metrics: &Metrics, ctx: &Context, method: &Method, status: StatusC
         micros = elapsed.as_micros() as u64,
         "request"
     );
+}
+
+/// The access log's line for this request.
+pub fn access(
+    access: &crate::access::Access,
+    ctx: &Context,
+    method: &Method,
+    version: http::Version,
+    status: StatusCode,
+) {
+    access.log(&crate::access::Entry {
+        client_ip: ctx.arrival.client_ip,
+        principal: ctx.principal.as_ref().map(|p| p.id.as_str()),
+        method,
+        path: ctx.path(),
+        version,
+        status,
+        user_agent: ctx.arrival.user_agent.as_deref(),
+        request_id: ctx.arrival.request_id.to_str().unwrap_or_default(),
+        tenant: ctx.tenant.as_ref().map(|t| &*t.id),
+        stage: ctx.stage.name(),
+        problem: ctx.problem,
+        micros: ctx.elapsed_us(),
+    });
 }
 
 /// The decision record: who, what, the verdict and why. `status` is set when this is the only

@@ -55,7 +55,7 @@ impl Server {
         for a in &config.authorizers {
             authorizers.push(TcpListener::bind(a.listen).await.map_err(|e| {
                 format!(
-                    "cannot listen on {} (authorizer for {:?}): {e}",
+                    "cannot listen on {} (authorizer for {}): {e}",
                     a.listen, a.gateway
                 )
             })?);
@@ -70,6 +70,7 @@ impl Server {
             .as_ref()
             .map(|audit| Auditor::start(audit, metrics.clone()).map(Arc::new))
             .transpose()?;
+        let metrics_for_access = metrics.access_log_dropped.clone();
         let shared = Shared {
             client: UpstreamClient::new(&config.upstream)?,
             metrics,
@@ -80,6 +81,7 @@ impl Server {
             snapshot: ArcSwap::from_pointee(snapshot),
             jwks: JwksCache::new(),
             limits: Limits::open(&config.limits)?,
+            access: crate::access::Access::start(config.log.access, metrics_for_access),
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -118,6 +120,7 @@ impl Server {
             authorizers,
         } = self;
         announce(&listener, &admin, &authorizers, tls.is_some());
+        summary(&shared.snapshot.load(), shared.access.is_some());
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
         let flush_interval = config.limits.flush_interval;
@@ -272,6 +275,50 @@ fn announce(listener: &TcpListener, admin: &TcpListener, authorizers: &[TcpListe
         authorizers = %authorizers.join(","),
         tls,
         "listening"
+    );
+}
+
+/// What this process serves, in one line: tenants, plans, routes, policy sets, limits backend,
+/// audit sinks, access log.
+fn summary(snapshot: &Snapshot, access: bool) {
+    let config = &snapshot.config;
+    let (tenants, plans) = snapshot
+        .tenants
+        .as_ref()
+        .map_or((0, 0), |d| (d.tenants().count(), d.plans.len()));
+    let (routes, policy_sets) = snapshot
+        .authz
+        .as_ref()
+        .map_or((0, 0), |a| (a.routes.all().len(), a.policies.sets()));
+    let limits = match config.limits.backend {
+        crate::config::Backend::Memory => "memory",
+        crate::config::Backend::Embedded => "embedded",
+        crate::config::Backend::Redis => "redis",
+    };
+    let audit = config.audit.as_ref().map_or_else(
+        || "off".to_string(),
+        |a| {
+            let mut sinks: Vec<String> = a
+                .file
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect();
+            if a.stdout {
+                sinks.push("stdout".into());
+            }
+            sinks.join(",")
+        },
+    );
+    tracing::info!(
+        tenants,
+        plans,
+        routes,
+        policy_sets,
+        jwt_issuers = config.identity.jwt.len(),
+        limits = %limits,
+        audit = %audit,
+        access_log = %if access { "stdout" } else { "off" },
+        "loaded"
     );
 }
 

@@ -106,3 +106,100 @@ async fn logs_are_json_lines_when_asked() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_says_what_was_loaded_and_why_each_request_was_refused_at_info() {
+    let upstream = Upstream::start().await;
+    let keys = crate::support::fixture::Keys::generate();
+    let mut options = crate::support::fixture::full_stack(&keys, "").with("log.level", "info");
+    options.stdout_file = true;
+    options.set("log.access", "common");
+    let tollgate = Tollgate::start(upstream.addr, options);
+    get(
+        tollgate.addr,
+        "/api/v1/agents",
+        &[("host", "acme.app.test")],
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
+    assert_eq!(
+        get(
+            tollgate.addr,
+            "/public/docs",
+            &[("host", "acme.app.test"), ("user-agent", "probe/1")]
+        )
+        .await
+        .status,
+        200
+    );
+    let log = tollgate.log();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("loaded"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for field in [
+        "tenants=",
+        "plans=",
+        "routes=",
+        "policy_sets=",
+        "limits=memory",
+        "access_log=stdout",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    crate::support::eventually("the refusal is logged", async || {
+        tollgate.log().contains("refused")
+    })
+    .await;
+    let log = tollgate.log();
+    let refused = log.lines().find(|l| l.contains("refused")).unwrap();
+    for field in [
+        "INFO",
+        "stage=identity",
+        "problem=\"unauthenticated\"",
+        "status=401",
+        "tenant=\"acme\"",
+    ] {
+        assert!(
+            refused.contains(field) || refused.contains(&field.replace('"', "")),
+            "{field} in {refused}"
+        );
+    }
+    assert!(!log.contains("Some("), "no Rust debug text: {log}");
+    // The access log: one Common Log Format line per request, on stdout.
+    crate::support::eventually("both access lines", async || {
+        tollgate.stdout().lines().count() >= 2
+    })
+    .await;
+    let access = tollgate.stdout();
+    let lines: Vec<&str> = access.lines().collect();
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{access}");
+    assert!(
+        lines[0].contains("\"GET /api/v1/agents HTTP/1.1\" 401 - \"-\" \"-\""),
+        "{access}"
+    );
+    assert!(
+        lines[0].contains("tenant=acme stage=identity problem=unauthenticated"),
+        "{access}"
+    );
+    assert!(
+        lines[1].contains("\"GET /public/docs HTTP/1.1\" 200 - \"-\" \"probe/1\""),
+        "{access}"
+    );
+    assert!(lines[1].contains("stage=forward problem=-"), "{access}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_can_be_json_lines() {
+    let upstream = Upstream::start().await;
+    let mut options = Options::default().with("log.access", "json");
+    options.stdout_file = true;
+    let tollgate = Tollgate::start(upstream.addr, options);
+    assert_eq!(get(tollgate.addr, "/echo", &[]).await.status, 200);
+    crate::support::eventually("the access line", async || !tollgate.stdout().is_empty()).await;
+    let line: serde_json::Value = serde_json::from_str(tollgate.stdout().trim()).unwrap();
+    assert_eq!(line["type"], "access");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["path"], "/echo");
+    assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}

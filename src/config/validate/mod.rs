@@ -144,5 +144,6 @@ fn log(errs: &mut Errors, raw: RawLog) -> Log {
     Log {
         format: raw.format.unwrap_or_default(),
         level,
+        access: raw.access.unwrap_or_default(),
     }
 }

@@ -31,6 +31,8 @@ pub struct Options {
     pub env: Vec<(&'static str, &'static str)>,
     /// The process's stdout is a pipe nobody reads, closed at once (writes fail with EPIPE).
     pub stdout_closed: bool,
+    /// The process's stdout goes to `stdout.log` in its directory ([`Tollgate::stdout`]).
+    pub stdout_file: bool,
     /// Files written beside the configuration before start (relative path, contents).
     pub files: Vec<(String, String)>,
     /// Top-level YAML merged into the configuration last (`tenancy:`, `audit:` …).
@@ -82,23 +84,26 @@ pub struct Tollgate {
     env: Vec<(&'static str, &'static str)>,
 }
 
-fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout_closed: bool) -> Child {
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("tollgate.log"))
-        .unwrap();
+fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout: (bool, bool)) -> Child {
+    let append = |name: &str| {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .unwrap()
+    };
+    let out = match stdout {
+        (true, _) => Stdio::piped(),
+        (_, true) => Stdio::from(append("stdout.log")),
+        _ => Stdio::null(),
+    };
     Command::new(BIN)
         .args(["serve", "--config"])
         .arg(dir.join("tollgate.yaml"))
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
-        .stdout(if stdout_closed {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(log)
+        .stdout(out)
+        .stderr(append("tollgate.log"))
         .spawn()
         .map(|mut child| {
             drop(child.stdout.take());
@@ -158,7 +163,11 @@ impl Tollgate {
             .write(&dir.path().join("tollgate.yaml"));
         let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (addr, admin) = (unbound, unbound);
-        let child = spawn(dir.path(), &options.env, options.stdout_closed);
+        let child = spawn(
+            dir.path(),
+            &options.env,
+            (options.stdout_closed, options.stdout_file),
+        );
         let mut tollgate = Tollgate {
             child,
             addr,
@@ -176,12 +185,17 @@ impl Tollgate {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), &self.env, false);
+        self.child = spawn(self.dir.path(), &self.env, (false, true));
         self.wait_ready();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// What the process wrote on stdout (with `Options.stdout_file`).
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.path("stdout.log")).unwrap_or_default()
     }
 
     pub fn log(&self) -> String {
