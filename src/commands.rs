@@ -118,6 +118,14 @@ pub fn create_key(snapshot: &Snapshot, request: &KeyRequest<'_>) -> Result<Strin
     {
         return Err(format!("unknown tenant {:?}", request.tenant));
     }
+    if let Some(name) = request.name
+        && snapshot.identity.has_key_named(request.tenant, name)
+    {
+        return Err(format!(
+            "tenant {:?} already has a key named {name:?}: choose another --name",
+            request.tenant
+        ));
+    }
     let (key, hash) = apikeys::generate(request.tenant)?;
     let id = match request.name {
         Some(name) => name.to_string(),

@@ -4,6 +4,7 @@
 
 mod compile;
 pub mod decide;
+mod features;
 pub mod policies;
 pub mod routes;
 pub mod scope;
@@ -99,6 +100,19 @@ impl Authz {
         let schema = &policies.schema;
         let mut errors = Vec::new();
         let resources = check_schema(config, &routes, schema, &mut errors);
+        let known: std::collections::BTreeSet<&str> = directory
+            .plans
+            .values()
+            .flat_map(|p| p.features.iter())
+            .chain(directory.tenants().flat_map(|t| t.features.iter()))
+            .map(String::as_str)
+            .collect();
+        features::check(
+            policies.policies(),
+            &known,
+            |id| policies.location(id).map(str::to_string),
+            &mut errors,
+        );
         let types = Types {
             user: type_name("User").map_err(|e| vec![e])?,
             api_key: type_name("ApiKey").map_err(|e| vec![e])?,

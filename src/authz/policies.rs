@@ -172,6 +172,18 @@ impl PolicyStore {
         1 + self.per_tenant.len()
     }
 
+    /// Every policy once: the global ones, then each tenant's own.
+    pub(crate) fn policies(&self) -> impl Iterator<Item = &Policy> {
+        let global = self.global.policies();
+        let own = self.per_tenant.values().flat_map(|compiled| {
+            compiled
+                .set
+                .policies()
+                .filter(|p| self.global.policy(p.id()).is_none())
+        });
+        global.chain(own)
+    }
+
     /// Loads and validates every set; a set whose inputs equal its inputs in `previous` is taken
     /// from there as it is.
     pub fn load(

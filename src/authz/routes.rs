@@ -1,7 +1,7 @@
 //! The route table (`routes.yaml`): method + path template → Cedar action and resource, matched
 //! with `matchit` against the canonical path only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -105,6 +105,15 @@ impl Routes {
             let index = routes.len();
             by_path.entry(route.path.clone()).or_default().push(index);
             routes.push(route);
+        }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (i, route) in routes.iter().enumerate() {
+            if let Some(first) = ids.insert(&route.id, i) {
+                errors.push(format!(
+                    "{file}: routes[{i}] ({}): id {:?} is used twice (first at routes[{first}]): the audit record and metrics name a route by its id",
+                    route.path, route.id
+                ));
+            }
         }
         let router = router(&file.to_string(), &routes, by_path, &mut errors);
         if errors.is_empty() {

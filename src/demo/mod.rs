@@ -236,7 +236,8 @@ fn credentials(config: &Config) -> Result<Vec<(&'static str, String, &'static st
         &snapshot,
         &KeyRequest {
             tenant: "globex",
-            name: Some("globex-demo"),
+            // Named after its hash: a kept demo directory gets a new key each run.
+            name: None,
             roles: &["developer".to_string()],
             scopes: &[],
             expires_in: Some(day),

@@ -52,6 +52,8 @@ impl ApiKeyStore {
         let (text, raw): (String, RawKeysFile) = yaml::load(path)?;
         let mut errors = Vec::new();
         let mut by_hash = HashMap::new();
+        // (tenant, name) → the index of the entry that has it first.
+        let mut names: HashMap<(String, String), usize> = HashMap::new();
         for (i, entry) in raw.keys.unwrap_or_default().into_iter().enumerate() {
             let line = text
                 .lines()
@@ -64,6 +66,12 @@ impl ApiKeyStore {
                 fail("sha256 must be 64 hex digits".into());
                 continue;
             };
+            if let Some(first) = names.insert((entry.tenant.clone(), entry.id.clone()), i) {
+                fail(format!(
+                    "id {:?} is used twice for tenant {:?} (first at keys[{first}]): a principal must name one key",
+                    entry.id, entry.tenant
+                ));
+            }
             if !known_tenant(&entry.tenant) {
                 fail(format!("unknown tenant {:?}", entry.tenant));
             }
@@ -103,6 +111,13 @@ impl ApiKeyStore {
         } else {
             Err(errors)
         }
+    }
+
+    /// (tenant, name) of every key.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_hash
+            .values()
+            .map(|p| (p.tenant.as_deref().unwrap_or_default(), p.id.as_str()))
     }
 
     /// The principal of a presented key, or why it is refused.

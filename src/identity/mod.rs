@@ -43,6 +43,13 @@ fn invalid(detail: &'static str) -> Refusal {
 }
 
 impl Identity {
+    /// Whether `tenant` already has an API key named `name`.
+    pub(crate) fn has_key_named(&self, tenant: &str, name: &str) -> bool {
+        self.api_keys
+            .as_ref()
+            .is_some_and(|keys| keys.names().any(|key| key == (tenant, name)))
+    }
+
     pub fn load(
         config: &config::Identity,
         known_tenant: impl Fn(&str) -> bool,

@@ -189,12 +189,43 @@ fn load_tenants(path: &Path, plans: BTreeMap<String, Arc<Plan>>) -> Result<Direc
     let mut errors = Vec::new();
     let mut by_id = HashMap::new();
     let mut by_domain = HashMap::new();
+    // A feature exists when a plan has it or a tenant is given it; withdrawing any other is a
+    // typo that would change nothing.
+    let granted: BTreeSet<&str> = plans
+        .values()
+        .flat_map(|p| p.features.iter().map(String::as_str))
+        .chain(raw.tenants.iter().flat_map(|t| {
+            t.features
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(f, _)| f.as_str())
+        }))
+        .collect();
+    let mut unknown: Vec<(usize, String)> = Vec::new();
+    for (i, t) in raw.tenants.iter().enumerate() {
+        for (feature, _) in t
+            .features
+            .iter()
+            .filter(|(f, on)| !**on && !granted.contains(f.as_str()))
+        {
+            unknown.push((i, feature.clone()));
+        }
+    }
+    let known = granted.iter().copied().collect::<Vec<_>>().join(", ");
     for (i, t) in raw.tenants.into_iter().enumerate() {
         // Looked up only for an error: 10,000 tenants load in linear time.
         let mut fail = |key: &str, msg: String| {
             let line = line_of(&text, &format!("id: {}", t.id));
             errors.push(format!("{file}: tenants[{i}] ({}){key}: {msg}{line}", t.id));
         };
+        for (_, feature) in unknown.iter().filter(|(at, _)| *at == i) {
+            fail(
+                &format!(".features.{feature}"),
+                format!(
+                    "no plan or tenant has the feature {feature:?}, so withdrawing it changes nothing (known: {known})"
+                ),
+            );
+        }
         if !valid_tenant_id(&t.id) {
             fail(
                 ".id",

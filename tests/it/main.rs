@@ -12,6 +12,7 @@ mod authz;
 mod bypass;
 mod bypass_identity;
 mod check;
+mod check_names;
 mod cli;
 mod demo;
 mod deploy;

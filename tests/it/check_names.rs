@@ -1,0 +1,152 @@
+//! Names that mean nothing are refused by `tollgate check` (and so by `serve` and a reload):
+//! a feature a tenant withdraws that nothing grants, a feature a policy reads that nothing has,
+//! two routes with one id, two API keys of a tenant with one name.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::tollgate::{check, cli};
+
+/// The shipped example copied to a directory of its own (config/ and policies/ side by side).
+fn example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["config", "policies"] {
+        copy_tree(&repo.join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Changes one file of the example (`old` must be in it) and checks the whole configuration.
+fn check_edited(file: &str, old: &str, new: &str) -> (bool, String) {
+    let dir = example();
+    let path = dir.path().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(old), "{old:?} is not in {file}");
+    std::fs::write(&path, text.replacen(old, new, 1)).unwrap();
+    let main: PathBuf = dir.path().join("config/tollgate.yaml");
+    check(&[&main])
+}
+
+#[test]
+fn the_example_itself_passes() {
+    let dir = example();
+    let (ok, output) = check(&[&dir.path().join("config/tollgate.yaml")]);
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn a_tenant_withdrawing_a_feature_nothing_grants_is_refused() {
+    let (ok, output) = check_edited(
+        "config/tenants.yaml",
+        "    limits: { max_users: 75 }",
+        "    limits: { max_users: 75 }\n    features: { ssso: false }",
+    );
+    assert!(!ok);
+    assert!(
+        output.contains("tenants[0] (acme).features.ssso"),
+        "{output}"
+    );
+    assert!(
+        output.contains("no plan or tenant has the feature \"ssso\""),
+        "{output}"
+    );
+    // Granting a feature of its own is fine, and withdrawing a plan's feature too.
+    let (ok, output) = check_edited(
+        "config/tenants.yaml",
+        "    limits: { max_users: 75 }",
+        "    limits: { max_users: 75 }\n    features: { beta_search: true, workflows: false }",
+    );
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn a_policy_reading_a_feature_nothing_has_is_refused_at_its_line() {
+    let (ok, output) = check_edited(
+        "policies/guards.cedar",
+        "contains(\"advanced_analytics\")",
+        "contains(\"advanced_analytcs\")",
+    );
+    assert!(!ok);
+    assert!(
+        output.contains("guards.cedar:15: policy \"analytics-needs-plan-feature\": no plan or tenant has the feature \"advanced_analytcs\""),
+        "{output}"
+    );
+}
+
+#[test]
+fn two_routes_with_one_id_are_refused() {
+    let (ok, output) = check_edited(
+        "config/routes.yaml",
+        "{ id: read-agent,",
+        "{ id: list-agents,",
+    );
+    assert!(!ok);
+    assert!(
+        output.contains("id \"list-agents\" is used twice (first at routes[0])"),
+        "{output}"
+    );
+}
+
+#[test]
+fn two_keys_of_a_tenant_with_one_name_are_refused_and_keys_create_will_not_make_them() {
+    let dir = example();
+    let config = dir.path().join("config/tollgate.yaml");
+    let state = tempfile::tempdir().unwrap();
+    let create = |name: &str| {
+        cli(
+            &[
+                "keys",
+                "create",
+                "--config",
+                config.to_str().unwrap(),
+                "--tenant",
+                "acme",
+                "--name",
+                name,
+            ],
+            &[("TOLLGATE_STATE_DIR", state.path())],
+        )
+    };
+    assert_eq!(create("ci").code, Some(0));
+    let again = create("ci");
+    assert_eq!(again.code, Some(2));
+    assert!(
+        again.stderr.contains("already has a key named \"ci\""),
+        "{}",
+        again.stderr
+    );
+    // Written by hand: refused on load.
+    let keys = dir.path().join("config/api-keys.yaml");
+    let text = std::fs::read_to_string(&keys).unwrap();
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.contains("- id: ci"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hash = entry
+        .lines()
+        .find(|l| l.contains("sha256"))
+        .unwrap()
+        .to_string();
+    let other = entry.replace(&hash, &format!("    sha256: {}", "ab".repeat(32)));
+    std::fs::write(&keys, format!("{text}{other}")).unwrap();
+    let (ok, output) = check(&[&config]);
+    assert!(!ok);
+    assert!(
+        output.contains("id \"ci\" is used twice for tenant \"acme\""),
+        "{output}"
+    );
+}
