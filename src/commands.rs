@@ -24,6 +24,15 @@ pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>
     let mut warnings = Vec::new();
     for file in files {
         let file = file.as_ref();
+        if let Some(kind) = other_kind(file) {
+            failed.push(format!(
+                "{}: this is a {kind} file; `check` takes main configuration files (the one with \
+                 `upstream:`) and checks the tenants, plans, keys, routes and policies each names: \
+                 check the main file that names this one",
+                file.display()
+            ));
+            continue;
+        }
         match load(file) {
             Ok(snapshot) => {
                 ok.push(format!("{}: ok", file.display()));
@@ -39,6 +48,27 @@ pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>
         Err(failed.join("\n"))
     };
     (result, warnings)
+}
+
+/// The kind of a file that is not a main configuration (tenants, plans, keys, routes), by its
+/// top-level keys; `None` for a main configuration or anything unreadable (load reports it).
+fn other_kind(file: &Path) -> Option<&'static str> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let top: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        crate::config::yaml::parse(&text).ok()?;
+    let has = |key: &str| top.contains_key(key);
+    if has("upstream") {
+        return None;
+    }
+    [
+        ("tenants", "tenants"),
+        ("plans", "plans"),
+        ("keys", "API keys"),
+        ("routes", "routes"),
+    ]
+    .into_iter()
+    .find(|(key, _)| has(key))
+    .map(|(_, kind)| kind)
 }
 
 /// What a development token should say.

@@ -150,3 +150,23 @@ fn two_keys_of_a_tenant_with_one_name_are_refused_and_keys_create_will_not_make_
         "{output}"
     );
 }
+
+#[test]
+fn check_says_which_files_it_takes_when_given_a_plans_or_tenants_file() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for (file, kind) in [
+        ("plans.yaml", "plans"),
+        ("tenants.yaml", "tenants"),
+        ("routes.yaml", "routes"),
+        ("api-keys.yaml", "API keys"),
+    ] {
+        let (ok, output) = check(&[&repo.join(file)]);
+        assert!(!ok, "{file}");
+        assert!(
+            output.contains(&format!("{file}: this is a {kind} file"))
+                && output.contains("checks the tenants, plans, keys, routes and policies"),
+            "{output}"
+        );
+        assert!(!output.contains("unknown field"), "{output}");
+    }
+}
