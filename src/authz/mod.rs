@@ -46,26 +46,34 @@ fn check_schema(
     schema: &cedar_policy::Schema,
     errors: &mut Vec<String>,
 ) -> HashMap<String, EntityTypeName> {
-    let known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();
-    let known_actions: Vec<String> = schema
+    // Sorted, so that an error reads the same every run.
+    let mut known_types: Vec<String> = schema.entity_types().map(|t| t.to_string()).collect();
+    known_types.sort();
+    let mut known_actions: Vec<String> = schema
         .actions()
         .map(|a| a.id().unescaped().to_string())
         .collect();
+    known_actions.sort();
     let file = config.routes_file.display();
     let mut resources = HashMap::new();
-    for route in routes.all() {
+    for (i, route) in routes.all().iter().enumerate() {
+        let at = format!("{file}: routes[{i}] ({})", route.id);
+        let line = route
+            .line
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
         if !known_actions.iter().any(|a| **a == *route.action) {
             errors.push(format!(
-                "{file}: route {:?}: action {:?} is not in the schema (known: {})",
-                route.id,
+                "{at}.action: {:?} is not an action of the schema (known: {}){line}",
                 route.action,
                 known_actions.join(", ")
             ));
         }
         if !known_types.iter().any(|t| **t == *route.resource_type) {
             errors.push(format!(
-                "{file}: route {:?}: resource type {:?} is not in the schema",
-                route.id, route.resource_type
+                "{at}.resource.type: {:?} is not an entity type of the schema (known: {}){line}",
+                route.resource_type,
+                known_types.join(", ")
             ));
         } else if let Ok(name) = type_name(&route.resource_type) {
             resources.insert(route.resource_type.to_string(), name);

@@ -46,6 +46,18 @@ pub(crate) fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// A parse error with what the parser expected, and the usual cause of a stray `@`.
+fn parse_message(error: &cedar_policy::ParseErrors) -> String {
+    let mut message = error.to_string();
+    if let Some(help) = miette::Diagnostic::help(error) {
+        message.push_str(&format!(" ({help})"));
+    }
+    if message.contains("unexpected token `@`") {
+        message.push_str(": expected `;` to end the policy before this annotation");
+    }
+    message
+}
+
 /// Parses one file into policies renamed to their `@id`, recording each one's location and its
 /// text in `inputs`.
 fn load_file(
@@ -70,7 +82,7 @@ fn load_file(
             let line = error_line(&text, &e)
                 .map(|l| format!(":{l}"))
                 .unwrap_or_default();
-            errors.push(format!("{file}{line}: {e}"));
+            errors.push(format!("{file}{line}: {}", parse_message(&e)));
             return Vec::new();
         }
     };
@@ -80,17 +92,32 @@ fn load_file(
         ));
     }
     let mut policies = Vec::new();
-    for policy in set.policies() {
+    // In file order (the parser names them policy0, policy1, …), so that the n-th policy with an
+    // id is placed at the n-th `@id` with it.
+    let mut in_order: Vec<&Policy> = set.policies().collect();
+    in_order.sort_by_key(|p| {
+        p.id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (n, policy) in in_order.into_iter().enumerate() {
         let Some(id) = policy.annotation("id") else {
             errors.push(format!(
-                "{file}: a policy has no @id(\"...\") annotation; every policy needs a stable id:\n{policy}"
+                "{file}: policy {} of the file has no @id(\"...\") annotation; every policy needs a stable id:\n{policy}",
+                n + 1
             ));
             continue;
         };
         let needle = format!("@id(\"{id}\")");
+        let nth = seen.entry(id.to_string()).or_insert(0);
         let line = text
-            .find(&needle)
-            .map_or(1, |offset| line_at(&text, offset + 1));
+            .match_indices(&needle)
+            .nth(*nth)
+            .map_or(1, |(offset, _)| line_at(&text, offset + 1));
+        *nth += 1;
         let location = format!("{file}:{line}");
         if let Some(previous) = sources.locations.insert(id.to_string(), location.clone()) {
             errors.push(format!(

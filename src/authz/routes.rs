@@ -66,6 +66,8 @@ pub struct Route {
     pub request_trailers: bool,
     /// Quota units this route consumes, by metric.
     pub quota_cost: BTreeMap<String, u64>,
+    /// Its line in the routes file, when found.
+    pub line: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -93,15 +95,20 @@ impl Routes {
         let mut routes = Vec::new();
         let mut by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
-            let line = text
+            // Its own `id:` when it has one (several routes may share a path), else its path.
+            let needle =
+                r.id.as_ref()
+                    .map_or_else(|| r.path.clone(), |id| format!("id: {id}"));
+            let line_no = text
                 .lines()
-                .position(|l| l.contains(&r.path))
-                .map(|n| format!(" (line {})", n + 1))
-                .unwrap_or_default();
+                .position(|l| l.contains(&needle))
+                .map(|n| n + 1);
+            let line = line_no.map(|n| format!(" (line {n})")).unwrap_or_default();
             let path = r.path.clone();
             let mut fail =
                 |msg: String| errors.push(format!("{file}: routes[{i}] ({path}): {msg}{line}"));
-            let route = Route::from_raw(r, &mut fail);
+            let mut route = Route::from_raw(r, &mut fail);
+            route.line = line_no;
             let index = routes.len();
             by_path.entry(route.path.clone()).or_default().push(index);
             routes.push(route);
@@ -189,6 +196,7 @@ impl Route {
             websocket: r.websocket,
             request_trailers: r.request_trailers,
             quota_cost: r.quota_cost,
+            line: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! path and the bad value.
 
 mod env;
+mod lines;
 mod model;
 pub mod raw;
 pub(crate) mod units;
@@ -71,6 +72,7 @@ impl Config {
         let text = env::interpolate(text, lookup)
             .map_err(|(line, msg)| fail(vec![format!("line {line}: {msg}")]))?;
         let raw: raw::RawConfig = yaml::parse(&text).map_err(|msg| fail(vec![msg]))?;
-        validate::validate(raw, source, base).map_err(fail)
+        validate::validate(raw, source, base)
+            .map_err(|errors| fail(lines::with_lines(&text, errors)))
     }
 }

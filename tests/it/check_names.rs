@@ -170,3 +170,73 @@ fn check_says_which_files_it_takes_when_given_a_plans_or_tenants_file() {
         assert!(!output.contains("unknown field"), "{output}");
     }
 }
+
+/// Adds a file to the example and checks it.
+fn check_added(file: &str, text: &str) -> (bool, String) {
+    let dir = example();
+    let path = dir.path().join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    check(&[&dir.path().join("config/tollgate.yaml")])
+}
+
+#[test]
+fn each_mistake_is_placed_where_it_is() {
+    // A duplicate @id: at the duplicate (files are read in name order), naming the first.
+    let (ok, output) = check_added(
+        "policies/zz-extra.cedar",
+        "// more\n@id(\"viewer-read\")\npermit (principal, action, resource);\n",
+    );
+    assert!(!ok);
+    assert!(
+        output.contains("zz-extra.cedar:2: policy id \"viewer-read\" is already used at")
+            && output.contains("roles.cedar:3"),
+        "{output}"
+    );
+    // A missing `;`: what was expected.
+    let (_, output) = check_added(
+        "policies/extra.cedar",
+        "@id(\"a\")\npermit (principal, action, resource)\n@id(\"b\")\npermit (principal, action, resource);\n",
+    );
+    assert!(
+        output.contains("extra.cedar:3: unexpected token `@`") && output.contains("expected `;`"),
+        "{output}"
+    );
+    // A policy without @id: which one.
+    let (_, output) = check_added(
+        "policies/extra.cedar",
+        "@id(\"a\")\npermit (principal, action, resource);\npermit (principal, action, resource);\n",
+    );
+    assert!(
+        output.contains("extra.cedar: policy 2 of the file has no @id"),
+        "{output}"
+    );
+    // A route: its index, id, key, line, and the known values sorted.
+    let (_, output) = check_edited(
+        "config/routes.yaml",
+        "path: /api/v1/agents, action: write",
+        "path: /api/v1/agents, action: writ",
+    );
+    assert!(
+        output.contains("routes.yaml: routes[2] (create-agent).action: \"writ\" is not an action of the schema (known: admin, execute, read, read_analytics, read_public, write) (line 9)"),
+        "{output}"
+    );
+    // A missing tenants file: the key and its line in the main file.
+    let (_, output) = check_edited(
+        "config/tollgate.yaml",
+        "tenants_file: tenants.yaml",
+        "tenants_file: missing.yaml",
+    );
+    let line =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.yaml"))
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("tenants_file:"))
+            .unwrap()
+            + 1;
+    assert!(
+        output.contains("tenancy.tenants_file: file \"missing.yaml\" not found")
+            && output.contains(&format!("(line {line})")),
+        "{output}"
+    );
+}
