@@ -50,7 +50,16 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, Vec<String>> {
-        let tenants = config.tenancy.as_ref().map(Directory::load).transpose()?;
+        // Every file is checked even when another failed, so that one run reports them all.
+        let mut errors = Vec::new();
+        let tenants = match config.tenancy.as_ref().map(Directory::load).transpose() {
+            Ok(tenants) => tenants,
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        // Without a directory (it failed), keys and policy folders are not held to it.
         let known = |id: &str| tenants.as_ref().is_none_or(|d| d.get(id).is_some());
         let identity = Identity::load(&config.identity, known).map_err(|errors| {
             errors
@@ -63,14 +72,37 @@ impl Snapshot {
                     }
                 })
                 .collect::<Vec<_>>()
-        })?;
+        });
+        let identity = match identity {
+            Ok(identity) => Some(identity),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         let authz = match (&config.authorization, &tenants) {
-            (Some(authorization), Some(directory)) => Some(Authz::load(
-                authorization,
-                directory,
-                previous.and_then(|p| p.authz.as_ref()),
-            )?),
+            (Some(authorization), Some(directory)) => {
+                match Authz::load(
+                    authorization,
+                    directory,
+                    previous.and_then(|p| p.authz.as_ref()),
+                ) {
+                    Ok(authz) => Some(authz),
+                    Err(e) => {
+                        errors.extend(e);
+                        None
+                    }
+                }
+            }
+            (Some(authorization), None) if config.tenancy.is_some() => {
+                errors.extend(Authz::check_alone(authorization));
+                None
+            }
             _ => None,
+        };
+        let identity = match identity {
+            Some(identity) if errors.is_empty() => identity,
+            _ => return Err(errors),
         };
         let mut strip_headers = config.identity.strip_headers.clone();
         strip_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));

@@ -178,6 +178,23 @@ impl Authz {
         })
     }
 
+    /// The errors of the routes and policies alone, when the tenants could not be loaded (so that
+    /// `check` reports them in the same run); tenant folders are not held to a directory.
+    pub(crate) fn check_alone(config: &Authorization) -> Vec<String> {
+        let loaded = yaml::both(
+            Routes::load(&config.routes_file),
+            PolicyStore::load(&config.policies_dir, |_| true, None),
+        );
+        match loaded {
+            Ok((routes, policies)) => {
+                let mut errors = Vec::new();
+                check_schema(config, &routes, &policies.schema, &mut errors);
+                errors
+            }
+            Err(errors) => errors,
+        }
+    }
+
     /// Decides a request; the flag says whether the decision came from the cache.
     pub fn decide(&self, inputs: &Inputs<'_>) -> (Arc<Decision>, bool) {
         let key = self.cache.as_ref().map(|_| inputs.cache_key());

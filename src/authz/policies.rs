@@ -54,6 +54,8 @@ fn parse_message(error: &cedar_policy::ParseErrors) -> String {
     }
     if message.contains("unexpected token `@`") {
         message.push_str(": expected `;` to end the policy before this annotation");
+    } else if message.contains("unexpected end of input") {
+        message.push_str(": expected `;` to end the last policy");
     }
     message
 }

@@ -133,8 +133,17 @@ impl Directory {
     /// Loads and cross-validates the plans and tenants files. Errors read
     /// `file: key.path: message (line N)`.
     pub fn load(tenancy: &Tenancy) -> Result<Directory, Vec<String>> {
-        let plans = load_plans(&tenancy.plans_file)?;
-        load_tenants(&tenancy.tenants_file, plans)
+        // The tenants are checked against the plans that loaded, so one run reports both files.
+        let (plans, mut errors) = load_plans(&tenancy.plans_file);
+        let tenants = load_tenants(&tenancy.tenants_file, plans);
+        match (tenants, errors.is_empty()) {
+            (Ok(directory), true) => Ok(directory),
+            (Ok(_), false) => Err(errors),
+            (Err(more), _) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
     }
 }
 
@@ -146,8 +155,12 @@ fn line_of(text: &str, needle: &str) -> String {
         .unwrap_or_default()
 }
 
-fn load_plans(path: &Path) -> Result<BTreeMap<String, Arc<Plan>>, Vec<String>> {
-    let (text, raw): (String, plans::RawPlansFile) = yaml::load(path)?;
+/// The plans that loaded, and what was wrong with the file.
+fn load_plans(path: &Path) -> (BTreeMap<String, Arc<Plan>>, Vec<String>) {
+    let (text, raw): (String, plans::RawPlansFile) = match yaml::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => return (BTreeMap::new(), errors),
+    };
     let file = path.display();
     let mut errors = Vec::new();
     let mut plans = BTreeMap::new();
@@ -165,11 +178,7 @@ fn load_plans(path: &Path) -> Result<BTreeMap<String, Arc<Plan>>, Vec<String>> {
     if plans.is_empty() {
         errors.push(format!("{file}: plans: at least one plan is needed"));
     }
-    if errors.is_empty() {
-        Ok(plans)
-    } else {
-        Err(errors)
-    }
+    (plans, errors)
 }
 
 /// Tenant ids are DNS labels, so that every tenant can be addressed by subdomain.

@@ -240,3 +240,46 @@ fn each_mistake_is_placed_where_it_is() {
         "{output}"
     );
 }
+
+#[test]
+fn mistakes_in_several_files_are_all_reported_in_one_run() {
+    let dir = example();
+    let edit = |file: &str, old: &str, new: &str| {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(old), "{old:?} in {file}");
+        std::fs::write(&path, text.replacen(old, new, 1)).unwrap();
+    };
+    edit(
+        "config/plans.yaml",
+        "{ name: hourly, limit: 100, window: 1h }",
+        "{ name: hourly, limit: 100, window: 0s }",
+    );
+    edit(
+        "config/tenants.yaml",
+        "plan: professional",
+        "plan: profesional",
+    );
+    edit(
+        "config/routes.yaml",
+        "path: /api/v1/agents, action: write",
+        "path: /api/v1/agents, action: writ",
+    );
+    let keys = dir.path().join("config/api-keys.yaml");
+    let text = std::fs::read_to_string(&keys).unwrap();
+    std::fs::write(
+        &keys,
+        format!("{text}  - {{ id: broken, tenant: acme, sha256: nothex }}\n"),
+    )
+    .unwrap();
+    let (ok, output) = check(&[&dir.path().join("config/tollgate.yaml")]);
+    assert!(!ok);
+    for expected in [
+        "plans.yaml: ",
+        "tenants.yaml: tenants[0] (acme).plan: unknown plan \"profesional\"",
+        "routes.yaml: routes[2] (create-agent).action",
+        "api-keys.yaml: keys[",
+    ] {
+        assert!(output.contains(expected), "{expected} in:\n{output}");
+    }
+}
