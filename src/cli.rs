@@ -78,6 +78,9 @@ pub enum Command {
         config: ConfigFile,
         /// Directory of test files (default: the policies directory's tests/).
         dir: Option<PathBuf>,
+        /// `text`: a line per case, coverage, a summary; `junit`: JUnit XML for CI.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TestFormat,
     },
     /// Show quota usage against plan limits (from the running Tollgate, or the store).
     Usage {
@@ -214,6 +217,12 @@ fn period(text: &str) -> Result<String, String> {
 pub enum Format {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Junit,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

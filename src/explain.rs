@@ -1,15 +1,13 @@
-//! `tollgate authorize` and `tollgate test`: the real decision pipeline ([`pipeline::decide`]) run
+//! `tollgate authorize` (and each case of `tollgate test`): the real decision pipeline ([`pipeline::decide`]) run
 //! without forwarding, explained for the people who write policies.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::yaml;
 use crate::identity::jwks::JwksCache;
 use crate::identity::{AuthMethod, Principal};
 use crate::metrics::Metrics;
@@ -224,114 +222,4 @@ impl Explanation {
             "errors": self.errors,
         })
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestFile {
-    cases: Vec<TestCase>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestCase {
-    name: String,
-    tenant: String,
-    principal: PrincipalSpec,
-    /// `METHOD /path`.
-    request: String,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-    ip: Option<IpAddr>,
-    expect: Expect,
-    /// The determining policy ids, when the case pins them.
-    policies: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Expect {
-    Allow,
-    Deny,
-}
-
-/// Runs every `*.yaml` test file in `dir`. Returns the report and whether every case passed.
-pub async fn run_tests(snapshot: &Snapshot, dir: &Path) -> Result<(String, bool), String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!("{}: no test files (*.yaml)", dir.display()));
-    }
-    let (mut report, mut passed, mut failed) = (String::new(), 0, 0);
-    for file in files {
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let tests: TestFile = yaml::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        for case in &tests.cases {
-            let (method, path) = case.request.split_once(' ').ok_or_else(|| {
-                format!(
-                    "{}: case {:?}: request must be `METHOD /path`",
-                    file.display(),
-                    case.name
-                )
-            })?;
-            let ask = Ask {
-                tenant: &case.tenant,
-                principal: Some(&case.principal),
-                method,
-                path: path.trim(),
-                headers: &case.headers,
-                client_ip: case.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            };
-            let outcome = explain(snapshot, &ask)
-                .await
-                .map_err(|e| format!("{}: case {:?}: {e}", file.display(), case.name))?;
-            let got = if outcome.allowed {
-                Expect::Allow
-            } else {
-                Expect::Deny
-            };
-            let ids: Vec<&str> = outcome.policies.iter().map(|(id, _)| id.as_str()).collect();
-            let mut problems = Vec::new();
-            if got != case.expect {
-                problems.push(format!(
-                    "expected {:?}, got {got:?} at stage {}",
-                    case.expect, outcome.stage
-                ));
-            }
-            if let Some(expected) = &case.policies {
-                let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
-                let mut have = ids.clone();
-                want.sort_unstable();
-                have.sort_unstable();
-                if want != have {
-                    problems.push(format!("expected policies {want:?}, got {have:?}"));
-                }
-            }
-            let by = if ids.is_empty() {
-                outcome.stage.to_string()
-            } else {
-                ids.join(", ")
-            };
-            if problems.is_empty() {
-                passed += 1;
-                report.push_str(&format!("PASS  {}  ({got:?} by {by})\n", case.name));
-            } else {
-                failed += 1;
-                report.push_str(&format!(
-                    "FAIL  {}  ({})  {}\n",
-                    case.name,
-                    problems.join("; "),
-                    file.display()
-                ));
-            }
-        }
-    }
-    report.push_str(&format!("policies: {passed} passed, {failed} failed\n"));
-    Ok((report, failed == 0))
 }

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub(crate) mod pem;
 pub mod pipeline;
+pub mod policy_tests;
 pub(crate) mod reload;
 pub mod server;
 pub mod snapshot;

@@ -7,7 +7,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use tollgate::audit::query;
-use tollgate::cli::{AuthorizeArgs, Cli, Command, ConfigFile, Format, KeysCommand, UsageFormat};
+use tollgate::cli::{
+    AuthorizeArgs, Cli, Command, ConfigFile, Format, KeysCommand, TestFormat, UsageFormat,
+};
 use tollgate::config::Config;
 use tollgate::demo::{self, DemoAddrs};
 use tollgate::server::Server;
@@ -96,7 +98,11 @@ fn main() -> ExitCode {
             commands::token(&snapshot, &request)
         })),
         Command::Authorize(args) => authorize(args),
-        Command::Test { config, dir } => test(&config, dir),
+        Command::Test {
+            config,
+            dir,
+            format,
+        } => test(&config, dir, format),
         Command::Usage {
             config,
             tenant,
@@ -197,7 +203,7 @@ fn authorize(args: AuthorizeArgs) -> ExitCode {
 }
 
 /// `tollgate test`: runs the policy test cases; exit 1 if one fails.
-fn test(config: &ConfigFile, dir: Option<PathBuf>) -> ExitCode {
+fn test(config: &ConfigFile, dir: Option<PathBuf>, format: TestFormat) -> ExitCode {
     let snapshot = match commands::load(&config.file) {
         Ok(snapshot) => snapshot,
         Err(e) => return fail(&e),
@@ -208,9 +214,12 @@ fn test(config: &ConfigFile, dir: Option<PathBuf>) -> ExitCode {
         (None, None) => return fail("the configuration has no authorization section"),
     };
     run(async {
-        let (report, passed) = explain::run_tests(&snapshot, &dir).await?;
-        print!("{report}");
-        Ok(if passed {
+        let report = tollgate::policy_tests::run(&snapshot, &dir).await?;
+        match format {
+            TestFormat::Text => print!("{}", report.text()),
+            TestFormat::Junit => print!("{}", report.junit()),
+        }
+        Ok(if report.passed() {
             ExitCode::SUCCESS
         } else {
             NEGATIVE.into()

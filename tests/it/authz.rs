@@ -411,10 +411,53 @@ fn the_shipped_policy_tests_pass_and_a_flipped_expectation_fails() {
     std::fs::write(dir.path().join("flipped.yaml"), flipped).unwrap();
     let (ok, out) = tollgate(&["test", "--config", config, dir.path().to_str().unwrap()]);
     assert!(!ok, "{out}");
+    // The FAIL names the file and line of the case.
+    let flipped_file = dir.path().join("flipped.yaml");
     assert!(
-        out.contains("FAIL  a viewer reads an agent") && out.contains(", 1 failed"),
+        out.contains(&format!(
+            "FAIL  {}:6: a viewer reads an agent",
+            flipped_file.display()
+        )) && out.contains(", 1 failed"),
         "{out}"
     );
+
+    // JUnit for CI: one testcase per case, the failing one with its failure.
+    let (ok, junit) = tollgate(&[
+        "test",
+        "--config",
+        config,
+        dir.path().to_str().unwrap(),
+        "--format",
+        "junit",
+    ]);
+    assert!(!ok);
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert_eq!(junit.matches("<testcase ").count(), 24, "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("tests=\"24\" failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("name=\"a viewer reads an agent\"") && junit.contains("line=\"6\""),
+        "{junit}"
+    );
+
+    // Coverage: a case file exercising one policy leaves the others named.
+    let one = tempfile::tempdir().unwrap();
+    std::fs::write(
+        one.path().join("one.yaml"),
+        "cases:\n  - { name: a viewer reads, tenant: acme, principal: { id: a, roles: [viewer] }, request: GET /api/v1/agents/7, expect: allow }\n",
+    )
+    .unwrap();
+    let (ok, out) = tollgate(&["test", "--config", config, one.path().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("coverage: 1 of 11 policies determine a case"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not exercised: tenant-admin-everything"),
+        "{out}"
+    );
+    assert!(!out.contains("not exercised: viewer-read"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,5 +485,30 @@ async fn a_route_quota_cost_is_charged_to_its_own_metric() {
             .status,
         200,
         "reads cost no executions"
+    );
+}
+
+#[test]
+fn the_documented_policy_test_example_runs_and_passes() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let section = readme.split("### Policy tests").nth(1).unwrap();
+    let example = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("documented.yaml"), example).unwrap();
+    let config = repo("config/tollgate.yaml");
+    let (ok, out) = tollgate(&[
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PASS  a viewer reads an agent  (Allow by viewer-read)"),
+        "{out}"
     );
 }
