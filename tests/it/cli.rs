@@ -234,3 +234,76 @@ async fn serve_warns_loudly_about_a_key_shipped_in_the_repository() {
         "{log}"
     );
 }
+
+#[test]
+fn a_default_deny_is_explained_with_the_context_and_each_permit_that_did_not_apply() {
+    let out = authorize(&[
+        "--user",
+        "alice",
+        "--roles",
+        "viewer",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/v1/agents/7",
+    ]);
+    assert_eq!(out.code, Some(1));
+    let text = &out.stdout;
+    for expected in [
+        "principal: alice (jwt)",
+        "roles: viewer; scopes: -; mfa: false; credentials of: acme",
+        "action:    write on Agent::\"7\"",
+        "\"plan\":\"professional\"",
+        "\"features\":[\"advanced_analytics\"",
+        "\"client_ip\":\"127.0.0.1\"",
+        "\"mfa\":false",
+        "policies:  - (no policy permits: default deny)",
+        "not this:  viewer-read  ",
+        "roles.cedar:3: its action is read, the route's is write",
+        "not this:  tenant-admin-everything  ",
+        "it is for role tenant_admin; the principal has [viewer]",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    // The same as JSON.
+    let json = authorize(&[
+        "--user",
+        "alice",
+        "--roles",
+        "viewer",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/v1/agents/7",
+        "--format",
+        "json",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["context"]["plan"], "professional");
+    assert!(
+        value["unmatched"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|p| p["id"] == "viewer-read"))
+    );
+}
+
+#[test]
+fn a_refused_token_is_explained_as_the_proxy_explains_it() {
+    let out = authorize(&[
+        "--token",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImRlbW8tZXMyNTYifQ.e30.AAAA",
+        "--path",
+        "/api/v1/agents/7",
+    ]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stdout.contains("DENY (401 invalid-credentials)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("why:       bad signature"),
+        "{}",
+        out.stdout
+    );
+}

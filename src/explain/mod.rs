@@ -14,6 +14,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Context, Input};
 use crate::snapshot::Snapshot;
 
+mod why;
+
 /// A principal described rather than authenticated.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +65,18 @@ pub struct Explanation {
     /// Determining policies with their `file:line`.
     pub policies: Vec<(String, String)>,
     pub errors: Vec<String>,
+    /// The refusal's own words (why a token was refused, which limit…), as the proxy's
+    /// `detail` and `error_description` say.
+    pub detail: Option<String>,
+    /// The route's action and resource (`Agent::"7"`).
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    /// Roles, scopes, MFA and credentials' tenant of the principal decided for.
+    pub credentials: Option<serde_json::Value>,
+    /// The context Cedar saw.
+    pub context: Option<serde_json::Value>,
+    /// On a default deny: each permit of the tenant's set, where it is, and why it did not apply.
+    pub unmatched: Vec<(String, String, String)>,
 }
 
 /// The request headers asked about, parsed.
@@ -159,7 +173,40 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
             Some(refusal.problem.slug()),
         ),
     };
+    let principal = ctx.principal.clone();
+    let tenant = ctx.tenant.clone();
+    let context = tenant
+        .as_ref()
+        .zip(principal.as_ref())
+        .map(|(t, p)| why::context(t, p, method.as_str(), ctx.path(), ctx.arrival.client_ip));
+    let default_deny = ctx.stage.name() == "authorize"
+        && decision
+            .as_ref()
+            .is_some_and(|d| !d.allowed && d.policies.is_empty() && d.errors.is_empty());
+    let unmatched = match (&snapshot.authz, &ctx.route, &tenant, &principal) {
+        (Some(authz), Some(route), Some(tenant), Some(p)) if default_deny => {
+            let (_, set) = authz.policies.set_for(&tenant.id);
+            why::unmatched_permits(set, route, p, |id| locate(&id.to_string()).1)
+        }
+        _ => Vec::new(),
+    };
     Ok(Explanation {
+        detail: result.as_ref().err().map(|r| r.detail.to_string()),
+        action: ctx.route.as_ref().map(|r| r.action.to_string()),
+        resource: ctx
+            .route
+            .as_ref()
+            .map(|r| format!("{}::{:?}", r.resource_type, r.resource_id)),
+        credentials: principal.as_ref().map(|p| {
+            json!({
+                "roles": p.roles,
+                "scopes": p.scopes,
+                "mfa": p.mfa,
+                "tenant": p.tenant,
+            })
+        }),
+        context,
+        unmatched,
         allowed: result.is_ok(),
         status,
         problem,
@@ -193,6 +240,35 @@ impl Explanation {
             "principal: {}\n",
             self.principal.as_deref().unwrap_or("-")
         ));
+        if let Some(c) = &self.credentials {
+            let list = |v: &serde_json::Value| {
+                let items: Vec<&str> = v
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                if items.is_empty() {
+                    "-".to_string()
+                } else {
+                    items.join(", ")
+                }
+            };
+            out.push_str(&format!(
+                "           roles: {}; scopes: {}; mfa: {}; credentials of: {}\n",
+                list(&c["roles"]),
+                list(&c["scopes"]),
+                c["mfa"],
+                c["tenant"].as_str().unwrap_or("-")
+            ));
+        }
+        if let (Some(action), Some(resource)) = (&self.action, &self.resource) {
+            out.push_str(&format!("action:    {action} on {resource}\n"));
+        }
+        if let Some(detail) = self.detail.as_ref().filter(|_| !self.allowed) {
+            out.push_str(&format!("why:       {detail}\n"));
+        }
+        if let Some(context) = &self.context {
+            out.push_str(&format!("context:   {context}\n"));
+        }
         if self.policies.is_empty() {
             let why = if self.stage == "authorize" && !self.allowed {
                 " (no policy permits: default deny)"
@@ -200,6 +276,9 @@ impl Explanation {
                 ""
             };
             out.push_str(&format!("policies:  -{why}\n"));
+        }
+        for (id, at, why) in &self.unmatched {
+            out.push_str(&format!("not this:  {id}  {at}: {why}\n"));
         }
         for (id, at) in &self.policies {
             out.push_str(&format!("policy:    {id}  {at}\n"));
@@ -220,6 +299,12 @@ impl Explanation {
             "principal": self.principal,
             "policies": self.policies.iter().map(|(id, at)| json!({"id": id, "location": at})).collect::<Vec<_>>(),
             "errors": self.errors,
+            "detail": self.detail,
+            "action": self.action,
+            "resource": self.resource,
+            "credentials": self.credentials,
+            "context": self.context,
+            "unmatched": self.unmatched.iter().map(|(id, at, why)| json!({"id": id, "location": at, "why": why})).collect::<Vec<_>>(),
         })
     }
 }
