@@ -16,6 +16,10 @@ use crate::snapshot::Snapshot;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
+    /// The file's own plans and tenants (as in plans.yaml and tenants.yaml), in place of the
+    /// configuration's: its cases then depend on no production data.
+    plans: Option<serde_json::Value>,
+    tenants: Option<serde_json::Value>,
     cases: Vec<TestCase>,
 }
 
@@ -171,6 +175,8 @@ pub async fn run(snapshot: &Snapshot, dir: &Path) -> Result<Report, String> {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let tests: TestFile = yaml::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let fixture = fixture(snapshot, &file, &tests)?;
+        let snapshot = fixture.as_ref().unwrap_or(snapshot);
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for case in &tests.cases {
             let nth = seen.entry(case.name.as_str()).or_insert(0);
@@ -210,6 +216,39 @@ pub async fn run(snapshot: &Snapshot, dir: &Path) -> Result<Report, String> {
         unexercised,
         policies,
     })
+}
+
+/// The snapshot a file with its own `plans` and `tenants` runs against: the configuration with
+/// those in place of its tenancy files (written, as JSON, to a directory of its own).
+fn fixture(snapshot: &Snapshot, file: &Path, tests: &TestFile) -> Result<Option<Snapshot>, String> {
+    let (plans, tenants) = match (&tests.plans, &tests.tenants) {
+        (None, None) => return Ok(None),
+        (Some(plans), Some(tenants)) => (plans, tenants),
+        _ => {
+            return Err(format!(
+                "{}: a test file with its own plans needs its own tenants, and the other way round",
+                file.display()
+            ));
+        }
+    };
+    let mut config = snapshot.config.clone();
+    let tenancy = config.tenancy.as_mut().ok_or_else(|| {
+        format!(
+            "{}: the configuration has no tenancy section",
+            file.display()
+        )
+    })?;
+    let dir = tempfile::tempdir().map_err(|e| format!("a directory for the fixture: {e}"))?;
+    let write = |name: &str, key: &str, value: &serde_json::Value| {
+        let path = dir.path().join(name);
+        let text = serde_json::json!({ key: value }).to_string();
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok::<_, String>(path)
+    };
+    tenancy.plans_file = write("plans.yaml", "plans", plans)?;
+    tenancy.tenants_file = write("tenants.yaml", "tenants", tenants)?;
+    let at = |e: Vec<String>| format!("{}: its fixture:\n{}", file.display(), e.join("\n"));
+    Snapshot::load_fixture(config).map(Some).map_err(at)
 }
 
 /// One case, and the policies that determined it.

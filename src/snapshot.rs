@@ -36,19 +36,26 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads every file the configuration names and validates them together.
     pub fn load(config: Config, generation: u64) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, generation, None)
+        Snapshot::build(config, generation, None, false)
+    }
+
+    /// A snapshot of `config` whose tenants and plans are a policy test's fixture: the policy
+    /// folders of tenants it does not have are compiled, not refused.
+    pub fn load_fixture(config: Config) -> Result<Snapshot, Vec<String>> {
+        Snapshot::build(config, 1, None, true)
     }
 
     /// The next snapshot: loaded like the first, reusing what did not change since this one
     /// (compiled and validated policy sets).
     pub fn reload(&self, config: Config) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, self.generation + 1, Some(self))
+        Snapshot::build(config, self.generation + 1, Some(self), false)
     }
 
     fn build(
         config: Config,
         generation: u64,
         previous: Option<&Snapshot>,
+        fixture: bool,
     ) -> Result<Snapshot, Vec<String>> {
         // Every file is checked even when another failed, so that one run reports them all.
         let mut errors = Vec::new();
@@ -60,7 +67,8 @@ impl Snapshot {
             }
         };
         // Without a directory (it failed), keys and policy folders are not held to it.
-        let known = |id: &str| tenants.as_ref().is_none_or(|d| d.get(id).is_some());
+        // (A fixture's tenants are not the configuration's, whose keys are not held to them.)
+        let known = |id: &str| fixture || tenants.as_ref().is_none_or(|d| d.get(id).is_some());
         let identity = Identity::load(&config.identity, known).map_err(|errors| {
             errors
                 .into_iter()
@@ -82,10 +90,11 @@ impl Snapshot {
         };
         let authz = match (&config.authorization, &tenants) {
             (Some(authorization), Some(directory)) => {
-                match Authz::load(
+                match Authz::load_in(
                     authorization,
                     directory,
                     previous.and_then(|p| p.authz.as_ref()),
+                    fixture,
                 ) {
                     Ok(authz) => Some(authz),
                     Err(e) => {

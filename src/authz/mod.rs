@@ -97,11 +97,22 @@ impl Authz {
         directory: &Directory,
         previous: Option<&Authz>,
     ) -> Result<Authz, Vec<String>> {
+        Authz::load_in(config, directory, previous, false)
+    }
+
+    /// [`Authz::load`]; with `any_tenant_dir`, a `tenants/<id>/` folder need not name a tenant
+    /// of `directory` (a policy test's own fixture tenants).
+    pub(crate) fn load_in(
+        config: &Authorization,
+        directory: &Directory,
+        previous: Option<&Authz>,
+        any_tenant_dir: bool,
+    ) -> Result<Authz, Vec<String>> {
         let (routes, policies) = yaml::both(
             Routes::load(&config.routes_file),
             PolicyStore::load(
                 &config.policies_dir,
-                |id| directory.get(id).is_some(),
+                |id| any_tenant_dir || directory.get(id).is_some(),
                 previous.map(|p| &p.policies),
             ),
         )?;

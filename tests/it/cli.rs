@@ -307,3 +307,43 @@ fn a_refused_token_is_explained_as_the_proxy_explains_it() {
         out.stdout
     );
 }
+
+#[test]
+fn a_policy_test_file_can_bring_its_own_plans_and_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fixture.yaml"),
+        "plans:
+  solo:
+    features: [advanced_analytics]
+  bare: {}
+tenants:
+  - { id: testco, plan: solo, status: active }
+  - { id: plainco, plan: bare, status: active }
+cases:
+  - { name: with analytics, tenant: testco, principal: { id: ann, roles: [analyst] }, request: GET /api/v1/analytics/usage, expect: allow, policies: [analyst-read-analytics] }
+  - { name: without analytics, tenant: plainco, principal: { id: ann, roles: [analyst] }, request: GET /api/v1/analytics/usage, expect: deny, policies: [analytics-needs-plan-feature] }
+",
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("policies: 2 passed, 0 failed"),
+        "{}",
+        out.stdout
+    );
+    // Without its fixture, testco is nobody: a mistake in the file (exit 2).
+    std::fs::write(
+        dir.path().join("fixture.yaml"),
+        "cases:\n  - { name: x, tenant: testco, principal: { id: a }, request: GET /x, expect: deny }\n",
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("unknown tenant \"testco\""),
+        "{}",
+        out.stderr
+    );
+}
