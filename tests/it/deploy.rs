@@ -41,10 +41,14 @@ fn the_kubernetes_manifests_are_valid_against_the_kubernetes_schemas() {
 fn the_configuration_the_manifests_mount_passes_tollgate_check() {
     for file in manifests() {
         let docs = documents(&file);
+        // ConfigMaps' data and Secrets' stringData, by name: what a volume of either holds.
         let config_maps: HashMap<&str, &Value> = docs
             .iter()
-            .filter(|d| d["kind"] == "ConfigMap")
-            .map(|d| (d["metadata"]["name"].as_str().unwrap(), &d["data"]))
+            .filter_map(|d| match d["kind"].as_str() {
+                Some("ConfigMap") => Some((d["metadata"]["name"].as_str()?, &d["data"])),
+                Some("Secret") => Some((d["metadata"]["name"].as_str()?, &d["stringData"])),
+                _ => None,
+            })
             .collect();
         for deployment in docs.iter().filter(|d| d["kind"] == "Deployment") {
             let spec = &deployment["spec"]["template"]["spec"];
@@ -52,9 +56,19 @@ fn the_configuration_the_manifests_mount_passes_tollgate_check() {
                 .as_sequence()
                 .into_iter()
                 .flatten()
-                .filter_map(|v| Some((v["name"].as_str()?, v["configMap"]["name"].as_str()?)))
+                .filter_map(|v| {
+                    let source = v["configMap"]["name"]
+                        .as_str()
+                        .or_else(|| v["secret"]["secretName"].as_str())?;
+                    Some((v["name"].as_str()?, source))
+                })
                 .collect();
-            for container in spec["containers"].as_sequence().unwrap() {
+            let containers = spec["containers"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .chain(spec["initContainers"].as_sequence().into_iter().flatten());
+            for container in containers {
                 let args: Vec<&str> = container["args"]
                     .as_sequence()
                     .into_iter()
@@ -162,4 +176,103 @@ fn the_sidecar_application_is_reachable_only_through_tollgate() {
         .map(|p| p["port"].as_u64().unwrap())
         .collect();
     assert_eq!(ports, [8080, 9090], "only Tollgate's ports admit traffic");
+}
+
+/// The Deployment of `file` whose pods Tollgate runs in, and that pod spec's Tollgate container.
+fn tollgate_pod(file: &str) -> (Vec<Value>, Value, Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes")
+        .join(file);
+    let docs = documents(&path);
+    let deployment = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "Deployment"
+                && serde_yaml::to_string(&d["spec"]["template"]["spec"])
+                    .unwrap()
+                    .contains("tollgate:")
+        })
+        .unwrap()
+        .clone();
+    let spec = &deployment["spec"]["template"]["spec"];
+    let tollgate = spec["containers"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .chain(spec["initContainers"].as_sequence().into_iter().flatten())
+        .find(|c| c["name"] == "tollgate")
+        .unwrap()
+        .clone();
+    (docs, deployment, tollgate)
+}
+
+#[test]
+fn the_sidecar_starts_first_and_stops_last_so_no_admitted_request_loses_the_app() {
+    let (_, deployment, tollgate) = tollgate_pod("sidecar.yaml");
+    let spec = &deployment["spec"]["template"]["spec"];
+    // A native sidecar: an init container that keeps running.
+    assert_eq!(tollgate["restartPolicy"], "Always", "{tollgate:?}");
+    assert!(
+        spec["initContainers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "tollgate")
+    );
+    let app = spec["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "app")
+        .unwrap();
+    let pre_stop = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    // The grace period covers the app's preStop and Tollgate's drain (30 s).
+    let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(grace >= pre_stop + 30, "{grace} < {pre_stop} + 30");
+    let (_, standalone, tollgate) = tollgate_pod("standalone.yaml");
+    let pre_stop = tollgate["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    let grace = standalone["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(grace >= pre_stop + 30, "{grace} < {pre_stop} + 30");
+}
+
+#[test]
+fn every_manifest_exposes_metrics_to_scrapers_and_keeps_pods_through_disruptions() {
+    for file in ["sidecar.yaml", "standalone.yaml"] {
+        let (docs, deployment, _) = tollgate_pod(file);
+        let labels = &deployment["spec"]["selector"]["matchLabels"];
+        let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{file}");
+        assert_eq!(annotations["prometheus.io/port"], "9090", "{file}");
+        let service = docs
+            .iter()
+            .find(|d| d["kind"] == "Service" && d["spec"]["selector"] == *labels)
+            .unwrap_or_else(|| panic!("{file}: a Service for the pods"));
+        let admin = service["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "admin")
+            .unwrap_or_else(|| panic!("{file}: the Service exposes the admin port"));
+        assert_eq!(admin["port"], 9090);
+        let monitor = docs.iter().find(|d| d["kind"] == "ServiceMonitor").unwrap();
+        assert_eq!(
+            monitor["spec"]["selector"]["matchLabels"],
+            service["metadata"]["labels"]
+        );
+        assert_eq!(monitor["spec"]["endpoints"][0]["port"], "admin");
+        let budget = docs
+            .iter()
+            .find(|d| d["kind"] == "PodDisruptionBudget")
+            .unwrap();
+        assert_eq!(budget["spec"]["selector"]["matchLabels"], *labels, "{file}");
+        let replicas = deployment["spec"]["replicas"].as_u64().unwrap();
+        let min = budget["spec"]["minAvailable"].as_u64().unwrap();
+        assert!(min >= 1 && min < replicas, "{file}: a drain can move a pod");
+    }
 }
