@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, as "command:package" pairs (the Redis tests start their own
 # redis-server and nginx on free ports).
-required=("curl:curl" "redis-server:redis-server" "nginx:nginx" "systemd-analyze:systemd")
+required=("curl:curl" "redis-server:redis-server" "nginx:nginx" "systemd-analyze:systemd" "kubectl:kubernetes-client")
 missing=()
 for pair in "${required[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

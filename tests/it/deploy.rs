@@ -1,5 +1,7 @@
-//! The Kubernetes examples: valid against the Kubernetes schemas (`kubernetes-validate`), and the
-//! configuration they mount is a Tollgate configuration that `tollgate check` accepts.
+//! The Kubernetes examples, a Kustomize base with a sidecar and a standalone overlay, each
+//! rendered by the real `kubectl kustomize`: valid against the Kubernetes schemas
+//! (`kubernetes-validate`), and the configuration they mount is a Tollgate configuration that
+//! `tollgate check` accepts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +10,37 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-fn manifests() -> Vec<PathBuf> {
-    crate::support::shipped_yaml("deploy/kubernetes")
+const OVERLAYS: [&str; 2] = ["sidecar", "standalone"];
+
+/// An overlay as `kubectl kustomize` renders it (scripts/test.sh installs kubectl).
+fn rendered(overlay: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes/overlays")
+        .join(overlay);
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("kubectl (scripts/test.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{overlay}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Each overlay rendered into a file of its own.
+fn manifests() -> Vec<(tempfile::TempDir, PathBuf)> {
+    OVERLAYS
+        .iter()
+        .map(|overlay| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(format!("{overlay}.yaml"));
+            std::fs::write(&file, rendered(overlay)).unwrap();
+            (dir, file)
+        })
+        .collect()
 }
 
 fn documents(path: &Path) -> Vec<Value> {
@@ -21,7 +52,7 @@ fn documents(path: &Path) -> Vec<Value> {
 
 #[test]
 fn the_kubernetes_manifests_are_valid_against_the_kubernetes_schemas() {
-    for file in manifests() {
+    for (_dir, file) in manifests() {
         let output = Command::new("kubernetes-validate")
             .arg("--strict")
             .arg(&file)
@@ -39,7 +70,7 @@ fn the_kubernetes_manifests_are_valid_against_the_kubernetes_schemas() {
 
 #[test]
 fn the_configuration_the_manifests_mount_passes_tollgate_check() {
-    for file in manifests() {
+    for (_dir, file) in manifests() {
         let docs = documents(&file);
         // ConfigMaps' data and Secrets' stringData, by name: what a volume of either holds.
         let config_maps: HashMap<&str, &Value> = docs
@@ -141,7 +172,7 @@ fn the_systemd_unit_verifies_cleanly() {
 
 #[test]
 fn the_sidecar_application_is_reachable_only_through_tollgate() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/sidecar.yaml");
+    let (_dir, path) = manifests().into_iter().next().unwrap();
     let docs = documents(&path);
     let deployment = docs
         .iter()
@@ -178,12 +209,12 @@ fn the_sidecar_application_is_reachable_only_through_tollgate() {
     assert_eq!(ports, [8080, 9090], "only Tollgate's ports admit traffic");
 }
 
-/// The Deployment of `file` whose pods Tollgate runs in, and that pod spec's Tollgate container.
+/// The Deployment of an overlay (`sidecar.yaml` → `overlays/sidecar`) whose pods Tollgate runs in, and that pod spec's Tollgate container.
 fn tollgate_pod(file: &str) -> (Vec<Value>, Value, Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/kubernetes")
-        .join(file);
-    let docs = documents(&path);
+    let overlay = file.trim_end_matches(".yaml");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&rendered(overlay))
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
     let deployment = docs
         .iter()
         .find(|d| {
@@ -275,4 +306,24 @@ fn every_manifest_exposes_metrics_to_scrapers_and_keeps_pods_through_disruptions
         let min = budget["spec"]["minAvailable"].as_u64().unwrap();
         assert!(min >= 1 && min < replicas, "{file}: a drain can move a pod");
     }
+}
+
+#[test]
+fn both_overlays_serve_the_one_base() {
+    let shared = |overlay: &str| -> Vec<Value> {
+        serde_yaml::Deserializer::from_str(&rendered(overlay))
+            .map(|d| Value::deserialize(d).unwrap())
+            .filter(|d| {
+                ["tollgate-policies", "tollgate-tenancy", "tollgate-api-keys"]
+                    .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
+            })
+            .collect()
+    };
+    let sidecar = shared("sidecar");
+    assert_eq!(
+        sidecar.len(),
+        3,
+        "the base's policies, tenancy and API keys"
+    );
+    assert_eq!(sidecar, shared("standalone"));
 }
