@@ -111,7 +111,12 @@ impl Snapshot {
         };
         let identity = match identity {
             Some(identity) if errors.is_empty() => identity,
-            _ => return Err(errors),
+            _ => {
+                return Err(errors
+                    .iter()
+                    .map(|e| crate::config::lines::placed(e))
+                    .collect());
+            }
         };
         let mut strip_headers = config.identity.strip_headers.clone();
         strip_headers.extend(config.tenancy.as_ref().map(|t| t.header.clone()));

@@ -42,6 +42,22 @@ pub(crate) fn key_line(text: &str, path: &str) -> Option<usize> {
     found.map(|i| i + 1)
 }
 
+/// `file: key.path: message (line N)` as `file:N: key.path: message`, the form editors and CI
+/// annotate; anything else as it is.
+pub fn placed(error: &str) -> String {
+    let Some((rest, line)) = error
+        .strip_suffix(')')
+        .and_then(|e| e.rsplit_once(" (line "))
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return error.to_string();
+    };
+    match rest.split_once(": ") {
+        Some((file, message)) if !file.contains(' ') => format!("{file}:{line}: {message}"),
+        _ => error.to_string(),
+    }
+}
+
 /// Each `key.path: message` error with ` (line N)` added where the key is found.
 pub(crate) fn with_lines(text: &str, errors: Vec<String>) -> Vec<String> {
     errors
@@ -62,6 +78,14 @@ mod tests {
     use super::key_line;
 
     const TEXT: &str = "server:\n  listen: x\n  limits:\n    max_headers: 0\nadmin:\n  listen: y\nauthorizer:\n  - listen: a\n    gateway: nginx\n  - listen: b\n";
+
+    #[test]
+    fn a_line_suffix_becomes_the_file_position() {
+        use super::placed;
+        assert_eq!(placed("a.yaml: x.y: bad (line 3)"), "a.yaml:3: x.y: bad");
+        assert_eq!(placed("a.cedar:4: policy bad"), "a.cedar:4: policy bad");
+        assert_eq!(placed("a.yaml: x (line three)"), "a.yaml: x (line three)");
+    }
 
     #[test]
     fn keys_are_found_by_their_path() {

@@ -3,7 +3,7 @@
 //! path and the bad value.
 
 mod env;
-mod lines;
+pub mod lines;
 mod model;
 pub mod raw;
 pub(crate) mod units;
@@ -28,7 +28,7 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}: {error}", self.source)?;
+            write!(f, "{}", lines::placed(&format!("{}: {error}", self.source)))?;
         }
         Ok(())
     }

@@ -218,7 +218,7 @@ fn each_mistake_is_placed_where_it_is() {
         "path: /api/v1/agents, action: writ",
     );
     assert!(
-        output.contains("routes.yaml: routes[2] (create-agent).action: \"writ\" is not an action of the schema (known: admin, execute, read, read_analytics, read_public, write) (line 9)"),
+        output.contains("routes.yaml:9: routes[2] (create-agent).action: \"writ\" is not an action of the schema (known: admin, execute, read, read_analytics, read_public, write)"),
         "{output}"
     );
     // A missing tenants file: the key and its line in the main file.
@@ -235,8 +235,9 @@ fn each_mistake_is_placed_where_it_is() {
             .unwrap()
             + 1;
     assert!(
-        output.contains("tenancy.tenants_file: file \"missing.yaml\" not found")
-            && output.contains(&format!("(line {line})")),
+        output.contains(&format!(
+            "tollgate.yaml:{line}: tenancy.tenants_file: file \"missing.yaml\" not found"
+        )),
         "{output}"
     );
 }
@@ -275,10 +276,10 @@ fn mistakes_in_several_files_are_all_reported_in_one_run() {
     let (ok, output) = check(&[&dir.path().join("config/tollgate.yaml")]);
     assert!(!ok);
     for expected in [
-        "plans.yaml: ",
-        "tenants.yaml: tenants[0] (acme).plan: unknown plan \"profesional\"",
-        "routes.yaml: routes[2] (create-agent).action",
-        "api-keys.yaml: keys[",
+        "plans.yaml:",
+        "tenants.yaml:5: tenants[0] (acme).plan: unknown plan \"profesional\"",
+        "routes.yaml:9: routes[2] (create-agent).action",
+        "api-keys.yaml:",
     ] {
         assert!(output.contains(expected), "{expected} in:\n{output}");
     }
