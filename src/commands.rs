@@ -17,6 +17,25 @@ pub fn load(path: &Path) -> Result<Snapshot, String> {
     Snapshot::load(config, 1).map_err(|errors| errors.join("\n"))
 }
 
+/// [`load`], but when the main file has errors whose files all exist, the files it names are
+/// checked too, so that one run reports every file's errors.
+fn load_for_check(path: &Path) -> Result<Snapshot, String> {
+    match Config::load(path) {
+        Ok(config) => Snapshot::load(config, 1).map_err(|errors| errors.join("\n")),
+        Err(e) => {
+            let mut report = e.to_string();
+            let files_exist = !e.errors.iter().any(|m| m.contains("not found"));
+            if let Some(partial) = e.partial.filter(|_| files_exist)
+                && let Err(more) = Snapshot::load(*partial, 1)
+            {
+                report.push('\n');
+                report.push_str(&more.join("\n"));
+            }
+            Err(report)
+        }
+    }
+}
+
 /// `tollgate check`: validates each file and everything it names.
 pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>) {
     let mut ok = Vec::new();
@@ -33,7 +52,7 @@ pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>
             ));
             continue;
         }
-        match load(file) {
+        match load_for_check(file) {
             Ok(snapshot) => {
                 ok.push(format!("{}: ok", file.display()));
                 let shipped = crate::identity::shipped::shipped_keys(&snapshot.config);

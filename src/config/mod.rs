@@ -20,6 +20,9 @@ pub use model::*;
 pub struct ConfigError {
     pub source: String,
     pub errors: Vec<String>,
+    /// What could be read despite the errors (the main file parsed, some values did not
+    /// validate): enough for `check` to go on to the files it names, never to serve.
+    pub partial: Option<Box<Config>>,
 }
 
 impl fmt::Display for ConfigError {
@@ -53,6 +56,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source: source.clone(),
             errors: vec![format!("cannot read file: {e}")],
+            partial: None,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_text_with(&text, &source, base, lookup)
@@ -68,11 +72,17 @@ impl Config {
         let fail = |errors: Vec<String>| ConfigError {
             source: source.to_string(),
             errors,
+            partial: None,
         };
         let text = env::interpolate(text, lookup)
             .map_err(|(line, msg)| fail(vec![format!("line {line}: {msg}")]))?;
         let raw: raw::RawConfig = yaml::parse(&text).map_err(|msg| fail(vec![msg]))?;
-        validate::validate(raw, source, base)
-            .map_err(|errors| fail(lines::with_lines(&text, errors)))
+        match validate::validate(raw, source, base) {
+            (config, errors) if errors.is_empty() => Ok(config),
+            (config, errors) => Err(ConfigError {
+                partial: Some(Box::new(config)),
+                ..fail(lines::with_lines(&text, errors))
+            }),
+        }
     }
 }

@@ -257,6 +257,11 @@ fn mistakes_in_several_files_are_all_reported_in_one_run() {
         "{ name: hourly, limit: 100, window: 0s }",
     );
     edit(
+        "config/tollgate.yaml",
+        "max_headers: 100 ",
+        "max_headers: 0 ",
+    );
+    edit(
         "config/tenants.yaml",
         "plan: professional",
         "plan: profesional",
@@ -276,6 +281,7 @@ fn mistakes_in_several_files_are_all_reported_in_one_run() {
     let (ok, output) = check(&[&dir.path().join("config/tollgate.yaml")]);
     assert!(!ok);
     for expected in [
+        "tollgate.yaml:17: server.limits.max_headers: 0 is too small",
         "plans.yaml:",
         "tenants.yaml:5: tenants[0] (acme).plan: unknown plan \"profesional\"",
         "routes.yaml:9: routes[2] (create-agent).action",

@@ -18,7 +18,9 @@ use errors::Errors;
 use sections::{identity, limits, tenancy, tls, upstream};
 use stores::{audit, authorization, authorizers, limits_store};
 
-pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec<String>> {
+/// The configuration, and what is wrong with it (when something is, the configuration holds
+/// defaults where values were wrong: good for finding the other files, never for serving).
+pub fn validate(raw: RawConfig, source: &str, base: &Path) -> (Config, Vec<String>) {
     let mut errs = Errors(Vec::new());
     let server = server(&mut errs, base, raw.server);
     let admin = admin(&mut errs, raw.admin, &server);
@@ -53,10 +55,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
             "needs a tenancy section: policies are evaluated per tenant",
         );
     }
-    if !errs.0.is_empty() {
-        return Err(errs.0);
-    }
-    Ok(Config {
+    let config = Config {
         source: source.to_string(),
         server,
         admin,
@@ -70,7 +69,8 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> Result<Config, Vec
         audit,
         metrics_max_tenants: raw.metrics.max_tenants.unwrap_or(1000),
         authorizers,
-    })
+    };
+    (config, errs.0)
 }
 
 /// `server`: the proxy listener, TLS, drain and header limits.
