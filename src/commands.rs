@@ -55,6 +55,7 @@ pub fn check(files: &[impl AsRef<Path>]) -> (Result<String, String>, Vec<String>
         match load_for_check(file) {
             Ok(snapshot) => {
                 ok.push(format!("{}: ok", file.display()));
+                warnings.extend(snapshot.warnings().iter().cloned());
                 let shipped = crate::identity::shipped::shipped_keys(&snapshot.config);
                 warnings.extend(shipped.iter().map(|p| crate::identity::shipped::warning(p)));
             }

@@ -110,6 +110,7 @@ fn reload(shared: &Shared, config: &Config) {
     match previous.reload(config.clone()) {
         Ok(snapshot) => {
             let generation = snapshot.generation;
+            snapshot.log_warnings();
             shared.snapshot.store(Arc::new(snapshot));
             shared
                 .metrics

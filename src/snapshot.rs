@@ -39,6 +39,18 @@ impl Snapshot {
         Snapshot::build(config, generation, None, false)
     }
 
+    /// What loaded but is probably a mistake (`check` prints these, `serve` logs them).
+    pub fn warnings(&self) -> &[String] {
+        self.authz.as_ref().map_or(&[], |a| a.warnings.as_slice())
+    }
+
+    /// Logs [`Snapshot::warnings`] at warn.
+    pub fn log_warnings(&self) {
+        for warning in self.warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
+
     /// A snapshot of `config` whose tenants and plans are a policy test's fixture: the policy
     /// folders of tenants it does not have are compiled, not refused.
     pub fn load_fixture(config: Config) -> Result<Snapshot, Vec<String>> {

@@ -1,6 +1,7 @@
 //! Feature names read by policies (`context.features.contains("x")`, `containsAll`,
-//! `containsAny`) must be features some plan or tenant has: a misspelt one would make a policy
-//! that never matches, silently.
+//! `containsAny`) should be features some plan or tenant has: a misspelt one makes a policy
+//! that never matches, silently. Each one that is not is a warning (`check` prints it, `serve`
+//! and every reload log it).
 
 use std::collections::BTreeSet;
 
@@ -35,7 +36,7 @@ fn read_features(text: &str) -> Vec<String> {
     found
 }
 
-/// One error per policy feature that nothing has, at the policy's `file:line`.
+/// One message per policy feature that nothing has, at the policy's `file:line`.
 pub(super) fn check<'a>(
     policies: impl Iterator<Item = &'a Policy>,
     known: &BTreeSet<&str>,
@@ -49,7 +50,7 @@ pub(super) fn check<'a>(
             if !known.contains(feature.as_str()) {
                 let at = location(&id).unwrap_or_else(|| "policies".to_string());
                 errors.push(format!(
-                    "{at}: policy {id:?}: no plan or tenant has the feature {feature:?}, so this test never holds (known: {list})"
+                    "{at}: policy {id:?}: no plan or tenant has the feature {feature:?}, so it is never there (a misspelling? known: {list})"
                 ));
             }
         }

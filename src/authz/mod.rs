@@ -31,6 +31,8 @@ pub struct Authz {
     tenants: HashMap<String, Entities>,
     narrowing: Narrowing,
     cache: Option<moka::sync::Cache<String, Arc<Decision>>>,
+    /// What is allowed but probably a mistake (a feature a policy reads that nothing has).
+    pub warnings: Vec<String>,
 }
 
 fn type_name(name: &str) -> Result<EntityTypeName, String> {
@@ -126,11 +128,14 @@ impl Authz {
             .chain(directory.tenants().flat_map(|t| t.features.iter()))
             .map(String::as_str)
             .collect();
+        // A warning, not an error: a shared policy pack may gate a feature this deployment's
+        // plans do not sell (the gate then always holds, as meant).
+        let mut warnings = Vec::new();
         features::check(
             policies.policies(),
             &known,
             |id| policies.location(id).map(str::to_string),
-            &mut errors,
+            &mut warnings,
         );
         let types = Types {
             user: type_name("User").map_err(|e| vec![e])?,
@@ -186,6 +191,7 @@ impl Authz {
             tenants,
             narrowing,
             cache,
+            warnings,
         })
     }
 

@@ -61,6 +61,7 @@ impl Server {
             })?);
         }
         let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
+        snapshot.log_warnings();
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
