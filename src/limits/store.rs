@@ -47,6 +47,14 @@ fn key(tenant: &str, metric: &str, period: &str) -> String {
     format!("{tenant}\u{1f}{metric}\u{1f}{period}")
 }
 
+/// The counter key of each item of `tenant`, in order.
+fn item_keys(tenant: &str, items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| key(tenant, &i.metric, &i.period))
+        .collect()
+}
+
 pub struct QuotaStore {
     counts: Mutex<HashMap<String, u64>>,
     durable: Option<Durable>,
@@ -100,10 +108,7 @@ impl QuotaStore {
 
     /// Checks every item and, if none would exceed its limit, counts them all.
     pub(crate) fn consume(&self, tenant: &str, items: &[Item]) -> Consumed {
-        let keys: Vec<String> = items
-            .iter()
-            .map(|i| key(tenant, &i.metric, &i.period))
-            .collect();
+        let keys = item_keys(tenant, items);
         let mut counts = self
             .counts
             .lock()
@@ -121,23 +126,14 @@ impl QuotaStore {
             after.push(*count);
         }
         drop(counts);
-        if let Some(durable) = &self.durable {
-            let mut dirty = durable
-                .dirty
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            dirty.extend(keys);
-        }
+        self.changed(keys);
         Consumed::Allowed(after)
     }
 
     /// Gives back what `consume` counted for `items` (the request never reached the upstream);
     /// a counter never goes below zero.
     pub(crate) fn release(&self, tenant: &str, items: &[Item]) {
-        let keys: Vec<String> = items
-            .iter()
-            .map(|i| key(tenant, &i.metric, &i.period))
-            .collect();
+        let keys = item_keys(tenant, items);
         let mut counts = self
             .counts
             .lock()
@@ -148,6 +144,11 @@ impl QuotaStore {
             }
         }
         drop(counts);
+        self.changed(keys);
+    }
+
+    /// Marks counters for the next flush (the embedded backend writes only what changed).
+    fn changed(&self, keys: Vec<String>) {
         if let Some(durable) = &self.durable {
             let mut dirty = durable
                 .dirty

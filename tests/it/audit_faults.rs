@@ -221,7 +221,7 @@ async fn a_failing_stdout_sink_keeps_no_record_from_the_file() {
         &keys,
         "audit:\n  stdout: true\n  file: { path: audit/audit.jsonl, fsync: never }\n  mode: best-effort\n",
     );
-    options.stdout_closed = true;
+    options.stdout = crate::support::tollgate::Stdout::Closed;
     let tollgate = Tollgate::start(upstream.addr, options);
     for _ in 0..5 {
         assert_eq!(get(tollgate.addr, "/public/x", &ACME).await.status, 200);

@@ -112,7 +112,7 @@ async fn the_log_says_what_was_loaded_and_why_each_request_was_refused_at_info()
     let upstream = Upstream::start().await;
     let keys = crate::support::fixture::Keys::generate();
     let mut options = crate::support::fixture::full_stack(&keys, "").with("log.level", "info");
-    options.stdout_file = true;
+    options.stdout = crate::support::tollgate::Stdout::File;
     options.set("log.access", "common");
     let tollgate = Tollgate::start(upstream.addr, options);
     get(
@@ -193,7 +193,7 @@ async fn the_log_says_what_was_loaded_and_why_each_request_was_refused_at_info()
 async fn the_access_log_can_be_json_lines() {
     let upstream = Upstream::start().await;
     let mut options = Options::default().with("log.access", "json");
-    options.stdout_file = true;
+    options.stdout = crate::support::tollgate::Stdout::File;
     let tollgate = Tollgate::start(upstream.addr, options);
     assert_eq!(get(tollgate.addr, "/echo", &[]).await.status, 200);
     crate::support::eventually("the access line", async || !tollgate.stdout().is_empty()).await;
@@ -202,4 +202,35 @@ async fn the_access_log_can_be_json_lines() {
     assert_eq!(line["status"], 200);
     assert_eq!(line["path"], "/echo");
     assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_never_slows_requests_its_access_lines_are_dropped_and_counted() {
+    let upstream = Upstream::start().await;
+    let mut options = Options::default()
+        .with("log.access", "common")
+        .with("log.level", "info");
+    // A pipe held open and never read: it fills (64 KiB), the writer blocks, the queue fills.
+    options.stdout = crate::support::tollgate::Stdout::Held;
+    let tollgate = Tollgate::start(upstream.addr, options);
+    let addr = tollgate.addr;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..2_500 {
+                    statuses.push(get(addr, "/echo", &[]).await.status.as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().iter().all(|s| *s == 200));
+    }
+    // 20,000 lines: more than the pipe and the 16,384-line queue hold.
+    assert!(
+        tollgate.metric("tollgate_access_log_dropped_total") > 0.0,
+        "lines that stdout cannot take are counted"
+    );
 }

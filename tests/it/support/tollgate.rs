@@ -29,14 +29,25 @@ pub struct Options {
     pub tls: Option<String>,
     /// Environment variables for the process.
     pub env: Vec<(&'static str, &'static str)>,
-    /// The process's stdout is a pipe nobody reads, closed at once (writes fail with EPIPE).
-    pub stdout_closed: bool,
-    /// The process's stdout goes to `stdout.log` in its directory ([`Tollgate::stdout`]).
-    pub stdout_file: bool,
+    /// Where the process's stdout goes.
+    pub stdout: Stdout,
     /// Files written beside the configuration before start (relative path, contents).
     pub files: Vec<(String, String)>,
     /// Top-level YAML merged into the configuration last (`tenancy:`, `audit:` …).
     pub extra: String,
+}
+
+/// Where a test Tollgate's stdout goes.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    #[default]
+    Null,
+    /// A pipe closed at once: writes fail with EPIPE.
+    Closed,
+    /// A pipe held open and never read: once it is full, writes block.
+    Held,
+    /// `stdout.log` in the process's directory ([`Tollgate::stdout`]).
+    File,
 }
 
 impl Options {
@@ -84,7 +95,7 @@ pub struct Tollgate {
     env: Vec<(&'static str, &'static str)>,
 }
 
-fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout: (bool, bool)) -> Child {
+fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout: Stdout) -> Child {
     let append = |name: &str| {
         fs::OpenOptions::new()
             .create(true)
@@ -93,9 +104,9 @@ fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout: (bool, bool))
             .unwrap()
     };
     let out = match stdout {
-        (true, _) => Stdio::piped(),
-        (_, true) => Stdio::from(append("stdout.log")),
-        _ => Stdio::null(),
+        Stdout::Closed | Stdout::Held => Stdio::piped(),
+        Stdout::File => Stdio::from(append("stdout.log")),
+        Stdout::Null => Stdio::null(),
     };
     Command::new(BIN)
         .args(["serve", "--config"])
@@ -106,7 +117,10 @@ fn spawn(dir: &Path, env: &[(&'static str, &'static str)], stdout: (bool, bool))
         .stderr(append("tollgate.log"))
         .spawn()
         .map(|mut child| {
-            drop(child.stdout.take());
+            // Held: the pipe stays in `child` (never read) for as long as the process runs.
+            if stdout == Stdout::Closed {
+                drop(child.stdout.take());
+            }
             child
         })
         .unwrap()
@@ -163,11 +177,7 @@ impl Tollgate {
             .write(&dir.path().join("tollgate.yaml"));
         let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (addr, admin) = (unbound, unbound);
-        let child = spawn(
-            dir.path(),
-            &options.env,
-            (options.stdout_closed, options.stdout_file),
-        );
+        let child = spawn(dir.path(), &options.env, options.stdout);
         let mut tollgate = Tollgate {
             child,
             addr,
@@ -185,7 +195,7 @@ impl Tollgate {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), &self.env, (false, true));
+        self.child = spawn(self.dir.path(), &self.env, Stdout::File);
         self.wait_ready();
     }
 
@@ -193,7 +203,7 @@ impl Tollgate {
         self.dir.path().join(name)
     }
 
-    /// What the process wrote on stdout (with `Options.stdout_file`).
+    /// What the process wrote on stdout (with `Stdout::File`).
     pub fn stdout(&self) -> String {
         fs::read_to_string(self.path("stdout.log")).unwrap_or_default()
     }
