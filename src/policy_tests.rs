@@ -231,7 +231,7 @@ fn fixture(snapshot: &Snapshot, file: &Path, tests: &TestFile) -> Result<Option<
             ));
         }
     };
-    let mut config = snapshot.config.clone();
+    let mut config = (*snapshot.config).clone();
     let tenancy = config.tenancy.as_mut().ok_or_else(|| {
         format!(
             "{}: the configuration has no tenancy section",

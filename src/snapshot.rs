@@ -13,14 +13,14 @@ use crate::authz::Authz;
 use crate::authz::policies::cedar_files;
 use crate::config::Config;
 use crate::identity::Identity;
-use crate::tenants::Directory;
+use crate::tenants::{Directory, Origin, Spec};
 
 pub struct Snapshot {
     /// Counts successful loads; 1 for the first.
     pub generation: u64,
-    pub config: Config,
+    pub config: Arc<Config>,
     pub tenants: Option<Directory>,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     /// Routes and policies (with tenancy, when configured).
     pub authz: Option<Authz>,
     /// Client headers removed before forwarding besides the reserved ones: the configured
@@ -36,12 +36,17 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads every file the configuration names and validates them together.
     pub fn load(config: Config, generation: u64) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, generation, None, false)
+        Snapshot::build(config, generation, None, false, &[])
+    }
+
+    /// [`Snapshot::load`] with the tenant store's tenants (each with its revision).
+    pub fn load_with(config: Config, stored: &[(Spec, u64)]) -> Result<Snapshot, Vec<String>> {
+        Snapshot::build(config, 1, None, false, stored)
     }
 
     /// What loaded but is probably a mistake (`check` prints these, `serve` logs them).
     pub fn warnings(&self) -> &[String] {
-        self.authz.as_ref().map_or(&[], |a| a.warnings.as_slice())
+        self.authz.as_ref().map_or(&[], |a| &a.warnings[..])
     }
 
     /// Logs [`Snapshot::warnings`] at warn.
@@ -54,13 +59,80 @@ impl Snapshot {
     /// A snapshot of `config` whose tenants and plans are a policy test's fixture: the policy
     /// folders of tenants it does not have are compiled, not refused.
     pub fn load_fixture(config: Config) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, 1, None, true)
+        Snapshot::build(config, 1, None, true, &[])
     }
 
     /// The next snapshot: loaded like the first, reusing what did not change since this one
-    /// (compiled and validated policy sets).
+    /// (compiled and validated policy sets), with the same tenants of the store.
     pub fn reload(&self, config: Config) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, self.generation + 1, Some(self), false)
+        Snapshot::build(config, self.generation + 1, Some(self), false, &self.stored())
+    }
+
+    /// The next snapshot with the tenant store's whole set replaced (a resync).
+    pub fn resync(&self, stored: &[(Spec, u64)]) -> Result<Snapshot, Vec<String>> {
+        Snapshot::build(
+            (*self.config).clone(),
+            self.generation + 1,
+            Some(self),
+            false,
+            stored,
+        )
+    }
+
+    /// The tenants of the store this snapshot serves, with their revisions.
+    pub fn stored(&self) -> Vec<(Spec, u64)> {
+        self.tenants.as_ref().map_or_else(Vec::new, |d| {
+            d.tenants()
+                .filter(|t| t.origin == Origin::Store)
+                .map(|t| ((*t.spec).clone(), t.revision))
+                .collect()
+        })
+    }
+
+    /// This snapshot with one tenant of the store added or replaced: only that tenant is
+    /// derived and checked (its plan, domains, entity), in time flat in the number of tenants.
+    /// Errors read `key.path: message`.
+    pub fn with_tenant(&self, spec: Spec, revision: u64) -> Result<Snapshot, Vec<String>> {
+        let Some(directory) = &self.tenants else {
+            return Err(vec!["tenancy: no tenancy is configured".into()]);
+        };
+        let tenant = directory.admit(spec, revision)?;
+        let authz = match &self.authz {
+            Some(authz) => Some(authz.with_tenant(&tenant).map_err(|e| vec![e])?),
+            None => None,
+        };
+        Ok(self.changed(directory.with(tenant), authz))
+    }
+
+    /// This snapshot without the tenant `id` of the store.
+    pub fn without_tenant(&self, id: &str) -> Snapshot {
+        let directory = self.tenants.as_ref().map(|d| d.without(id));
+        let authz = self.authz.as_ref().map(|a| a.without_tenant(id));
+        match directory {
+            Some(directory) => self.changed(directory, authz),
+            None => self.changed_none(),
+        }
+    }
+
+    fn changed(&self, directory: Directory, authz: Option<Authz>) -> Snapshot {
+        Snapshot {
+            tenants: Some(directory),
+            authz,
+            ..self.changed_none()
+        }
+    }
+
+    fn changed_none(&self) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            config: self.config.clone(),
+            tenants: self.tenants.clone(),
+            identity: self.identity.clone(),
+            authz: self.authz.clone(),
+            strip_headers: self.strip_headers.clone(),
+            trailer_strip: self.trailer_strip.clone(),
+            single_headers: self.single_headers.clone(),
+        }
     }
 
     fn build(
@@ -68,10 +140,16 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
         fixture: bool,
+        stored: &[(Spec, u64)],
     ) -> Result<Snapshot, Vec<String>> {
         // Every file is checked even when another failed, so that one run reports them all.
         let mut errors = Vec::new();
-        let tenants = match config.tenancy.as_ref().map(Directory::load).transpose() {
+        let tenants = match config
+            .tenancy
+            .as_ref()
+            .map(|t| Directory::load(t, stored))
+            .transpose()
+        {
             Ok(tenants) => tenants,
             Err(e) => {
                 errors.extend(e);
@@ -144,9 +222,9 @@ impl Snapshot {
         single_headers.extend(config.identity.api_keys.as_ref().map(|k| k.header.clone()));
         Ok(Snapshot {
             generation,
-            config,
+            config: Arc::new(config),
             tenants,
-            identity,
+            identity: Arc::new(identity),
             authz,
             strip_headers,
             trailer_strip: trailer_strip.into(),

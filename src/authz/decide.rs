@@ -82,6 +82,7 @@ impl<'a> Inputs<'a> {
         let p = self.principal;
         [
             &*self.tenant.id,
+            &self.tenant.revision.to_string(),
             p.method.as_str(),
             &p.id,
             p.tenant.as_deref().unwrap_or(""),

@@ -16,23 +16,36 @@ use std::sync::Arc;
 use cedar_policy::{Entities, Entity, EntityTypeName};
 
 use crate::config::{Authorization, yaml};
-use crate::tenants::Directory;
+use crate::tenants::{Directory, Tenant};
 
 use decide::{Decision, Inputs, Types};
 use policies::PolicyStore;
 use routes::Routes;
 use scope::{Caller, Narrowing};
 
+/// Cloning is cheap (shared parts, a persistent per-tenant map), so that one tenant's change
+/// makes a new `Authz` in time flat in the number of tenants.
+#[derive(Clone)]
 pub struct Authz {
-    pub routes: Routes,
-    pub policies: PolicyStore,
-    types: Types,
+    pub routes: Arc<Routes>,
+    pub policies: Arc<PolicyStore>,
+    types: Arc<Types>,
+    /// The schema's action entities when it groups actions (`action in ...`), else none.
+    hierarchy: Arc<[Entity]>,
     /// Per tenant: its entity, and the action hierarchy if the schema has one.
-    tenants: HashMap<String, Entities>,
-    narrowing: Narrowing,
+    tenants: imbl::HashMap<Arc<str>, Arc<Entities>>,
+    narrowing: Arc<Narrowing>,
+    /// Shared by the `Authz` of every tenant change of one load; keyed by the tenant's revision.
     cache: Option<moka::sync::Cache<String, Arc<Decision>>>,
     /// What is allowed but probably a mistake (a feature a policy reads that nothing has).
-    pub warnings: Vec<String>,
+    pub warnings: Arc<[String]>,
+}
+
+/// A tenant's entity, with the action hierarchy.
+fn tenant_entities(types: &Types, hierarchy: &[Entity], tenant: &Tenant) -> Result<Entities, String> {
+    let entity = decide::tenant_entity(types, tenant)?;
+    let all = hierarchy.iter().cloned().chain([entity]);
+    Entities::from_entities(all, None).map_err(|e| format!("tenant {}: {e}", tenant.id))
 }
 
 fn type_name(name: &str) -> Result<EntityTypeName, String> {
@@ -115,7 +128,7 @@ impl Authz {
             PolicyStore::load(
                 &config.policies_dir,
                 |id| any_tenant_dir || directory.get(id).is_some(),
-                previous.map(|p| &p.policies),
+                previous.map(|p| &*p.policies),
             ),
         )?;
         let schema = &policies.schema;
@@ -156,20 +169,16 @@ impl Authz {
                 .ancestors(&a.uid())
                 .is_some_and(|mut up| up.next().is_some())
         });
-        let hierarchy: Vec<Entity> = if grouped {
+        let hierarchy: Arc<[Entity]> = if grouped {
             actions.iter().cloned().collect()
         } else {
-            Vec::new()
+            Arc::new([])
         };
-        let mut tenants = HashMap::new();
+        let mut tenants = imbl::HashMap::new();
         for tenant in directory.tenants() {
-            let base = decide::tenant_entity(&types, tenant).and_then(|entity| {
-                let all = hierarchy.iter().cloned().chain([entity]);
-                Entities::from_entities(all, None).map_err(|e| format!("tenant {}: {e}", tenant.id))
-            });
-            match base {
+            match tenant_entities(&types, &hierarchy, tenant) {
                 Ok(base) => {
-                    tenants.insert(tenant.id.to_string(), base);
+                    tenants.insert(tenant.id.clone(), Arc::new(base));
                 }
                 Err(e) => errors.push(e),
             }
@@ -185,14 +194,30 @@ impl Authz {
                 .build()
         });
         Ok(Authz {
-            routes,
-            policies,
-            types,
+            routes: Arc::new(routes),
+            policies: Arc::new(policies),
+            types: Arc::new(types),
+            hierarchy,
             tenants,
-            narrowing,
+            narrowing: Arc::new(narrowing),
             cache,
-            warnings,
+            warnings: warnings.into(),
         })
+    }
+
+    /// This `Authz` with `tenant`'s entity added or replaced; nothing else is rebuilt.
+    pub(crate) fn with_tenant(&self, tenant: &Tenant) -> Result<Authz, String> {
+        let base = tenant_entities(&self.types, &self.hierarchy, tenant)?;
+        let mut next = self.clone();
+        next.tenants.insert(tenant.id.clone(), Arc::new(base));
+        Ok(next)
+    }
+
+    /// This `Authz` without the tenant `id`.
+    pub(crate) fn without_tenant(&self, id: &str) -> Authz {
+        let mut next = self.clone();
+        next.tenants.remove(id);
+        next
     }
 
     /// The errors of the routes and policies alone, when the tenants could not be loaded (so that
