@@ -50,7 +50,7 @@ fn main() {
     // Where a reload's time goes.
     let c = config();
     let directory = timed("  of which the tenant directory", || {
-        Directory::load(c.tenancy.as_ref().unwrap(), &[]).unwrap()
+        Directory::load(c.tenancy.as_ref().unwrap()).unwrap()
     });
     let authorization = c.authorization.as_ref().unwrap();
     timed("  of which routes, policies and tenant entities", || {

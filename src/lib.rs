@@ -14,6 +14,7 @@ pub mod explain;
 pub mod headers;
 pub mod identity;
 pub mod limits;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub(crate) mod pem;

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Reloads of tenants, plans and keys, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
+    /// Changes of the tenant store applied here, by result (`applied`, `refused`: stored but not
+    /// served, `resync`: the whole image read again).
+    pub tenant_changes: IntCounterVec,
+    /// The tenant store's revision the served snapshot has applied.
+    pub tenant_store_revision: IntGauge,
     /// Authorization decisions, by `decision` (`allow`, `deny`) and `shadow`.
     pub decisions: IntCounterVec,
     /// Decision cache lookups, by `result` (`hit`, `miss`).
@@ -174,6 +179,15 @@ impl Metrics {
                 "tollgate_config_reloads_total",
                 "Reloads of tenants, plans and keys, by result.",
                 &["result"],
+            )?,
+            tenant_changes: r.counters(
+                "tollgate_tenant_store_changes_total",
+                "Changes of the tenant store applied, by result (applied, refused, resync).",
+                &["result"],
+            )?,
+            tenant_store_revision: r.gauge(
+                "tollgate_tenant_store_revision",
+                "The tenant store's revision the served snapshot has applied.",
             )?,
             decisions: r.counters(
                 "tollgate_authz_decisions_total",

@@ -106,6 +106,11 @@ fn reload_thread(shared: &Shared, config: &Config, woken: &Receiver<Wake>, wake:
 }
 
 fn reload(shared: &Shared, config: &Config) {
+    // A tenant change made meanwhile waits, and is applied to the new snapshot.
+    let _writer = shared
+        .writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let previous = shared.snapshot.load_full();
     match previous.reload(config.clone()) {
         Ok(snapshot) => {

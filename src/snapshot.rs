@@ -13,6 +13,7 @@ use crate::authz::Authz;
 use crate::authz::policies::cedar_files;
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::tenants::store::Image;
 use crate::tenants::{Directory, Origin, Spec};
 
 pub struct Snapshot {
@@ -31,6 +32,12 @@ pub struct Snapshot {
     pub trailer_strip: Arc<[HeaderName]>,
     /// Headers a request may carry at most once (credentials, the tenant header).
     pub single_headers: Vec<HeaderName>,
+    /// Tenants of the store this snapshot does not serve, and why (they do not fit the files).
+    pub refused: Arc<[String]>,
+    /// The tenant store as last read: id → (spec, revision of its last change), served or not.
+    store_image: imbl::HashMap<Arc<str>, (Arc<Spec>, u64)>,
+    /// The store's revision this snapshot has applied.
+    pub store_revision: u64,
 }
 
 impl Snapshot {
@@ -39,9 +46,11 @@ impl Snapshot {
         Snapshot::build(config, generation, None, false, &[])
     }
 
-    /// [`Snapshot::load`] with the tenant store's tenants (each with its revision).
-    pub fn load_with(config: Config, stored: &[(Spec, u64)]) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, 1, None, false, stored)
+    /// [`Snapshot::load`] with the tenant store's image.
+    pub fn load_with(config: Config, image: &Image) -> Result<Snapshot, Vec<String>> {
+        let mut first = Snapshot::build(config, 1, None, false, &image.tenants)?;
+        first.store_revision = image.revision;
+        Ok(first)
     }
 
     /// What loaded but is probably a mistake (`check` prints these, `serve` logs them).
@@ -49,10 +58,13 @@ impl Snapshot {
         self.authz.as_ref().map_or(&[], |a| &a.warnings[..])
     }
 
-    /// Logs [`Snapshot::warnings`] at warn.
+    /// Logs [`Snapshot::warnings`] at warn, and the stored tenants not served at error.
     pub fn log_warnings(&self) {
         for warning in self.warnings() {
             tracing::warn!("{warning}");
+        }
+        for refused in self.refused.iter() {
+            tracing::error!("the tenant store: not served: {refused}");
         }
     }
 
@@ -65,64 +77,108 @@ impl Snapshot {
     /// The next snapshot: loaded like the first, reusing what did not change since this one
     /// (compiled and validated policy sets), with the same tenants of the store.
     pub fn reload(&self, config: Config) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(config, self.generation + 1, Some(self), false, &self.stored())
+        Snapshot::build(
+            config,
+            self.generation + 1,
+            Some(self),
+            false,
+            &self.stored(),
+        )
     }
 
-    /// The next snapshot with the tenant store's whole set replaced (a resync).
-    pub fn resync(&self, stored: &[(Spec, u64)]) -> Result<Snapshot, Vec<String>> {
-        Snapshot::build(
+    /// The next snapshot with the tenant store's whole image replaced (a resync).
+    pub fn resync(&self, image: &Image) -> Result<Snapshot, Vec<String>> {
+        let mut next = Snapshot::build(
             (*self.config).clone(),
             self.generation + 1,
             Some(self),
             false,
-            stored,
-        )
+            &image.tenants,
+        )?;
+        next.store_revision = image.revision;
+        Ok(next)
     }
 
-    /// The tenants of the store this snapshot serves, with their revisions.
+    /// The tenants of the store as last read (served or not), with their revisions.
     pub fn stored(&self) -> Vec<(Spec, u64)> {
-        self.tenants.as_ref().map_or_else(Vec::new, |d| {
-            d.tenants()
-                .filter(|t| t.origin == Origin::Store)
-                .map(|t| ((*t.spec).clone(), t.revision))
-                .collect()
-        })
+        self.store_image
+            .values()
+            .map(|(spec, revision)| ((**spec).clone(), *revision))
+            .collect()
     }
 
-    /// This snapshot with one tenant of the store added or replaced: only that tenant is
-    /// derived and checked (its plan, domains, entity), in time flat in the number of tenants.
-    /// Errors read `key.path: message`.
-    pub fn with_tenant(&self, spec: Spec, revision: u64) -> Result<Snapshot, Vec<String>> {
+    /// A tenant of the store as last read (served or not) and the revision of its last change.
+    pub fn stored_tenant(&self, id: &str) -> Option<&(Arc<Spec>, u64)> {
+        self.store_image.get(id)
+    }
+
+    /// Every tenant of the store as last read, served or not.
+    pub fn stored_tenants(&self) -> impl Iterator<Item = &(Arc<Spec>, u64)> {
+        self.store_image.values()
+    }
+
+    /// Whether `spec` would be served as a tenant of the store, and if not why: the errors
+    /// `check` gives, as `key.path: message`.
+    pub fn check_tenant(&self, spec: &Spec) -> Result<(), Vec<String>> {
         let Some(directory) = &self.tenants else {
             return Err(vec!["tenancy: no tenancy is configured".into()]);
         };
-        let tenant = directory.admit(spec, revision)?;
-        let authz = match &self.authz {
-            Some(authz) => Some(authz.with_tenant(&tenant).map_err(|e| vec![e])?),
-            None => None,
+        let tenant = directory.admit(spec.clone(), 0)?;
+        match &self.authz {
+            Some(authz) => authz.with_tenant(&tenant).map(drop).map_err(|e| vec![e]),
+            None => Ok(()),
+        }
+    }
+
+    /// This snapshot with one change of the store applied (`spec` `None`: deleted): only that
+    /// tenant is derived and checked (its plan, domains, entity), in time flat in the number of
+    /// tenants. A tenant that does not fit is not served; why comes back.
+    pub fn apply(&self, revision: u64, id: &str, spec: Option<Spec>) -> (Snapshot, Vec<String>) {
+        let mut next = self.changed();
+        next.store_revision = next.store_revision.max(revision);
+        let Some(directory) = &self.tenants else {
+            return (next, vec!["tenancy: no tenancy is configured".into()]);
         };
-        Ok(self.changed(directory.with(tenant), authz))
-    }
-
-    /// This snapshot without the tenant `id` of the store.
-    pub fn without_tenant(&self, id: &str) -> Snapshot {
-        let directory = self.tenants.as_ref().map(|d| d.without(id));
-        let authz = self.authz.as_ref().map(|a| a.without_tenant(id));
-        match directory {
-            Some(directory) => self.changed(directory, authz),
-            None => self.changed_none(),
+        let mut refused = Vec::new();
+        let admitted = match spec {
+            Some(spec) => {
+                next.store_image
+                    .insert(id.into(), (Arc::new(spec.clone()), revision));
+                let tenant = directory.admit(spec, revision);
+                match tenant.and_then(|t| match &self.authz {
+                    Some(authz) => authz
+                        .with_tenant(&t)
+                        .map(|a| (t, Some(a)))
+                        .map_err(|e| vec![e]),
+                    None => Ok((t, None)),
+                }) {
+                    Ok(ok) => Some(ok),
+                    Err(e) => {
+                        refused = e.into_iter().map(|e| format!("tenant {id}: {e}")).collect();
+                        None
+                    }
+                }
+            }
+            None => {
+                next.store_image.remove(id);
+                None
+            }
+        };
+        match admitted {
+            Some((tenant, authz)) => {
+                next.tenants = Some(directory.with(tenant));
+                next.authz = authz;
+            }
+            None if directory.get(id).is_some_and(|t| t.origin == Origin::Store) => {
+                next.tenants = Some(directory.without(id));
+                next.authz = self.authz.as_ref().map(|a| a.without_tenant(id));
+            }
+            None => {}
         }
+        (next, refused)
     }
 
-    fn changed(&self, directory: Directory, authz: Option<Authz>) -> Snapshot {
-        Snapshot {
-            tenants: Some(directory),
-            authz,
-            ..self.changed_none()
-        }
-    }
-
-    fn changed_none(&self) -> Snapshot {
+    fn changed(&self) -> Snapshot {
         Snapshot {
             generation: self.generation,
             config: self.config.clone(),
@@ -132,6 +188,9 @@ impl Snapshot {
             strip_headers: self.strip_headers.clone(),
             trailer_strip: self.trailer_strip.clone(),
             single_headers: self.single_headers.clone(),
+            refused: self.refused.clone(),
+            store_image: self.store_image.clone(),
+            store_revision: self.store_revision,
         }
     }
 
@@ -144,13 +203,13 @@ impl Snapshot {
     ) -> Result<Snapshot, Vec<String>> {
         // Every file is checked even when another failed, so that one run reports them all.
         let mut errors = Vec::new();
-        let tenants = match config
-            .tenancy
-            .as_ref()
-            .map(|t| Directory::load(t, stored))
-            .transpose()
-        {
-            Ok(tenants) => tenants,
+        let mut refused = Vec::new();
+        let tenants = match config.tenancy.as_ref().map(Directory::load).transpose() {
+            Ok(tenants) => tenants.map(|files| {
+                let (all, not_served) = files.with_stored(stored);
+                refused = not_served;
+                all
+            }),
             Err(e) => {
                 errors.extend(e);
                 None
@@ -229,6 +288,14 @@ impl Snapshot {
             strip_headers,
             trailer_strip: trailer_strip.into(),
             single_headers,
+            refused: refused.into(),
+            store_image: stored
+                .iter()
+                .map(|(spec, revision)| {
+                    (spec.id.as_str().into(), (Arc::new(spec.clone()), *revision))
+                })
+                .collect(),
+            store_revision: previous.map_or(0, |p| p.store_revision),
         })
     }
 

@@ -37,6 +37,10 @@ pub struct Shared {
     pub auditor: Option<Arc<Auditor>>,
     /// The access log (`log.access`), when on.
     pub access: Option<Arc<crate::access::Access>>,
+    /// Where tenants written through the admin API are kept (`tenancy.store`).
+    pub tenant_store: Arc<crate::tenants::store::Store>,
+    /// Held by whoever replaces the snapshot (a reload, a tenant change), one at a time.
+    pub writer: std::sync::Mutex<()>,
 }
 
 /// What a request knows about the connection it came on.

@@ -13,6 +13,21 @@ pub enum Kind {
     Decision,
     Completion,
     Request,
+    /// A change made through the admin API (a tenant created, replaced, patched, deleted).
+    Admin,
+}
+
+/// What an admin change did: who (a fingerprint of the admin credential, never the credential),
+/// what, and the tenant before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminChange {
+    pub credential: String,
+    /// `create`, `replace`, `patch` or `delete`.
+    pub action: &'static str,
+    /// The tenant store's revision of the change.
+    pub revision: u64,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -113,6 +128,8 @@ pub struct Record {
     /// The client went away before the response was complete.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub aborted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminChange>,
 }
 
 impl Record {
@@ -138,6 +155,7 @@ impl Record {
             client: Client::default(),
             bytes: None,
             timing_us: Timing::default(),
+            admin: None,
             aborted: false,
         }
     }

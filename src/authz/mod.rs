@@ -42,7 +42,11 @@ pub struct Authz {
 }
 
 /// A tenant's entity, with the action hierarchy.
-fn tenant_entities(types: &Types, hierarchy: &[Entity], tenant: &Tenant) -> Result<Entities, String> {
+fn tenant_entities(
+    types: &Types,
+    hierarchy: &[Entity],
+    tenant: &Tenant,
+) -> Result<Entities, String> {
     let entity = decide::tenant_entity(types, tenant)?;
     let all = hierarchy.iter().cloned().chain([entity]);
     Entities::from_entities(all, None).map_err(|e| format!("tenant {}: {e}", tenant.id))

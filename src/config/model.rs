@@ -80,7 +80,7 @@ pub struct LimitsStore {
     pub redis: Option<RedisStore>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisStore {
     pub url: String,
     /// Per call; past it the call counts as a failure.
@@ -117,6 +117,16 @@ pub struct Tenancy {
     pub path_prefix: String,
     pub strip_path_prefix: bool,
     pub reload_interval: Duration,
+    pub store: TenantStore,
+}
+
+/// Where tenants created through the admin API are kept (`tenancy.store`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TenantStore {
+    Files,
+    Embedded(PathBuf),
+    /// Through `limits.redis` (its URL, prefix and timeout).
+    Redis(RedisStore),
 }
 
 #[derive(Debug, Clone)]

@@ -217,6 +217,20 @@ pub(crate) struct RawTenancy {
     pub path_prefix: Option<String>,
     pub strip_path_prefix: Option<bool>,
     pub reload_interval: Option<Dur>,
+    pub store: Option<TenantStoreKind>,
+    pub store_path: Option<String>,
+}
+
+/// Where tenants created through the admin API are kept.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStoreKind {
+    /// Only `tenants.yaml`: the admin API reads, and refuses changes.
+    Files,
+    /// A local redb file (one replica).
+    Embedded,
+    /// Redis (`limits.redis`), shared by every replica.
+    Redis,
 }
 
 /// Where a request's tenant may come from, in the configured order.

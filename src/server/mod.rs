@@ -24,6 +24,7 @@ use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::tenants::store::Store;
 use crate::upstream::UpstreamClient;
 
 use crate::state::{ConnInfo, Shared};
@@ -60,7 +61,15 @@ impl Server {
                 )
             })?);
         }
-        let snapshot = Snapshot::load(config.clone(), 1).map_err(|errors| errors.join("\n"))?;
+        let tenant_store = Arc::new(
+            config
+                .tenancy
+                .as_ref()
+                .map_or(Ok(Store::Files), |t| Store::open(&t.store))?,
+        );
+        let image = crate::live::first_image(&tenant_store).await?;
+        let snapshot =
+            Snapshot::load_with(config.clone(), &image).map_err(|errors| errors.join("\n"))?;
         snapshot.log_warnings();
         let limits = &config.server.limits;
         let http = conn::Protocols::new(limits, tls.is_some() || config.server.h2c);
@@ -83,6 +92,8 @@ impl Server {
             jwks: JwksCache::new(),
             limits: Limits::open(&config.limits)?,
             access: crate::access::Access::start(config.log.access, metrics_for_access),
+            tenant_store,
+            writer: std::sync::Mutex::new(()),
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -130,6 +141,7 @@ impl Server {
             config,
             stop_background.clone(),
         ));
+        tokio::spawn(crate::live::follow(shared.clone(), stop_background.clone()));
         let housekeeping = tokio::spawn(housekeeping(
             shared.clone(),
             flush_interval,

@@ -7,6 +7,7 @@ mod derive;
 mod load;
 pub mod plans;
 pub mod spec;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -128,36 +129,37 @@ impl Directory {
         self.by_id.is_empty()
     }
 
-    /// Loads and cross-validates the plans and tenants files, and the tenants of the store
-    /// (`stored`, each with its revision) against them. Errors read
+    /// Loads and cross-validates the plans and tenants files. Errors read
     /// `file: key.path: message (line N)`.
-    pub fn load(tenancy: &Tenancy, stored: &[(Spec, u64)]) -> Result<Directory, Vec<String>> {
+    pub fn load(tenancy: &Tenancy) -> Result<Directory, Vec<String>> {
         // The tenants are checked against the plans that loaded, so one run reports both files.
         let (plans, mut errors) = load::plans(&tenancy.plans_file);
         let tenants = load::tenants(&tenancy.tenants_file, plans);
-        let mut directory = match (tenants, errors.is_empty()) {
-            (Ok(directory), true) => directory,
-            (Ok(_), false) => return Err(errors),
+        match (tenants, errors.is_empty()) {
+            (Ok(directory), true) => Ok(directory),
+            (Ok(_), false) => Err(errors),
             (Err(more), _) => {
                 errors.extend(more);
-                return Err(errors);
+                Err(errors)
             }
-        };
+        }
+    }
+
+    /// This directory with the tenants of the store (each with its revision). The files come
+    /// first: a stored tenant that does not fit them (an id of the file, a plan it no longer
+    /// has, a domain a file tenant owns) is not served, and comes back in the list of what was
+    /// refused, as `tenant <id>: key.path: message`.
+    pub fn with_stored(&self, stored: &[(Spec, u64)]) -> (Directory, Vec<String>) {
+        let mut directory = self.clone();
+        let mut refused = Vec::new();
         for (spec, revision) in stored {
             let id = spec.id.clone();
             match directory.admit(spec.clone(), *revision) {
                 Ok(tenant) => directory = directory.with(tenant),
-                Err(e) => errors.extend(
-                    e.into_iter()
-                        .map(|e| format!("the tenant store: tenant {id}: {e}")),
-                ),
+                Err(e) => refused.extend(e.into_iter().map(|e| format!("tenant {id}: {e}"))),
             }
         }
-        if errors.is_empty() {
-            Ok(directory)
-        } else {
-            Err(errors)
-        }
+        (directory, refused)
     }
 
     /// A tenant of the store, checked against this directory: its plan, features and overrides
@@ -168,10 +170,7 @@ impl Directory {
         let mut fail = |key: &str, msg: String| {
             errors.push(format!("{}: {msg}", key.trim_start_matches('.')));
         };
-        if self
-            .get(&spec.id)
-            .is_some_and(|t| t.origin == Origin::File)
-        {
+        if self.get(&spec.id).is_some_and(|t| t.origin == Origin::File) {
             fail(
                 ".id",
                 format!(
@@ -206,7 +205,8 @@ impl Directory {
     pub fn with(&self, tenant: Arc<Tenant>) -> Directory {
         let mut next = self.without(&tenant.id);
         for domain in &tenant.domains {
-            next.by_domain.insert(domain.as_str().into(), tenant.clone());
+            next.by_domain
+                .insert(domain.as_str().into(), tenant.clone());
         }
         next.by_id.insert(tenant.id.clone(), tenant);
         next

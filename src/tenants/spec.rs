@@ -45,6 +45,16 @@ pub enum Status {
     Pending,
 }
 
+impl Spec {
+    /// Its custom domains as served: lower-case, without a trailing dot.
+    pub fn hosts(&self) -> Vec<String> {
+        self.domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect()
+    }
+}
+
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::model::{Admin, Config, Forwarding, Identity, Log, Server, TOKEN_CACHE};
+use super::model::{Admin, Config, Forwarding, Identity, Log, Server, TOKEN_CACHE, Tenancy};
 use super::raw::{RawAdmin, RawConfig, RawForwarding, RawLog, RawServer};
 
 mod errors;
@@ -16,7 +16,7 @@ mod stores;
 
 use errors::Errors;
 use sections::{identity, limits, tenancy, tls, upstream};
-use stores::{audit, authorization, authorizers, limits_store};
+use stores::{audit, authorization, authorizers, limits_store, tenant_store};
 
 /// The configuration, and what is wrong with it (when something is, the configuration holds
 /// defaults where values were wrong: good for finding the other files, never for serving).
@@ -27,7 +27,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> (Config, Vec<Strin
     let upstream = upstream(&mut errs, base, raw.upstream);
     let forwarding = forwarding(&mut errs, raw.forwarding);
     let log = log(&mut errs, raw.log);
-    let tenancy = raw.tenancy.map(|t| tenancy(&mut errs, base, t));
+    let raw_tenancy = raw.tenancy;
     let identity = match raw.identity {
         Some(raw) => identity(&mut errs, base, raw),
         // Without an identity section every caller is anonymous, as with a plain proxy.
@@ -43,6 +43,13 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> (Config, Vec<Strin
     };
     let authorization = raw.authorization.map(|a| authorization(&mut errs, base, a));
     let limits = limits_store(&mut errs, base, raw.limits);
+    let tenancy = raw_tenancy.map(|t| {
+        let store = tenant_store(&mut errs, base, &t, &limits);
+        Tenancy {
+            store,
+            ..tenancy(&mut errs, base, t)
+        }
+    });
     let audit = raw.audit.map(|a| audit(&mut errs, base, a));
     let taken: Vec<_> = [server.listen, admin.listen]
         .into_iter()

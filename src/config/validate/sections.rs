@@ -7,7 +7,8 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::config::model::{
-    ApiKeys, ClaimNames, Identity, JwtKey, JwtProvider, Limits, TOKEN_CACHE, Tenancy, Tls, Upstream,
+    ApiKeys, ClaimNames, Identity, JwtKey, JwtProvider, Limits, TOKEN_CACHE, Tenancy, TenantStore,
+    Tls, Upstream,
 };
 use crate::config::raw::{
     RawIdentity, RawJwtProvider, RawLimits, RawTenancy, RawTls, RawUpstream, TenantSource,
@@ -62,6 +63,8 @@ pub fn tenancy(errs: &mut Errors, base: &Path, raw: RawTenancy) -> Tenancy {
             raw.reload_interval,
             Duration::from_secs(2),
         ),
+        // Settled in `tenant_store`, once the limits section (and its Redis) is known.
+        store: TenantStore::Files,
     }
 }
 

@@ -8,9 +8,12 @@ use std::time::Duration;
 use super::errors::{Errors, tidy};
 use crate::config::model::{
     Audit, AuditFile, AuditMode, AuditRecords, Authorization, Authorizer, DECISION_CACHE, Fsync,
-    Gateway, LimitsStore, Redaction, RedisStore, Unmatched,
+    Gateway, LimitsStore, Redaction, RedisStore, TenantStore, Unmatched,
 };
-use crate::config::raw::{Backend, RawAudit, RawAuthorization, RawAuthorizers, RawLimitsStore};
+use crate::config::raw::{
+    Backend, RawAudit, RawAuthorization, RawAuthorizers, RawLimitsStore, RawTenancy,
+    TenantStoreKind,
+};
 
 pub fn authorization(errs: &mut Errors, base: &Path, a: RawAuthorization) -> Authorization {
     let policies_dir = tidy(&base.join(&a.policies_dir));
@@ -29,6 +32,39 @@ pub fn authorization(errs: &mut Errors, base: &Path, a: RawAuthorization) -> Aut
         policies_dir,
         unmatched: a.unmatched.unwrap_or(Unmatched::Deny),
         decision_cache: a.decision_cache.map_or(DECISION_CACHE, |b| b.0),
+    }
+}
+
+/// `tenancy.store` and `tenancy.store_path`: the embedded store needs a path, the Redis store
+/// the limits section's Redis.
+pub(crate) fn tenant_store(
+    errs: &mut Errors,
+    base: &Path,
+    raw: &RawTenancy,
+    limits: &LimitsStore,
+) -> TenantStore {
+    match raw.store.unwrap_or(TenantStoreKind::Files) {
+        TenantStoreKind::Files => TenantStore::Files,
+        TenantStoreKind::Embedded => match &raw.store_path {
+            Some(path) => TenantStore::Embedded(tidy(&base.join(path))),
+            None => {
+                errs.push(
+                    "tenancy.store_path",
+                    "the embedded tenant store needs a file path",
+                );
+                TenantStore::Files
+            }
+        },
+        TenantStoreKind::Redis => match &limits.redis {
+            Some(redis) => TenantStore::Redis(redis.clone()),
+            None => {
+                errs.push(
+                    "tenancy.store",
+                    "the redis tenant store uses limits.redis: give it a url",
+                );
+                TenantStore::Files
+            }
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (configuration loaded and not draining),
 //! `/metrics` (Prometheus text), open for probes and scrapers; `/usage` (every tenant's plan and
-//! usage) only with `Authorization: Bearer <admin.token>`, and off without a token. Kept apart
+//! usage) and `/tenants` (the tenant lifecycle API, `tenants.rs`) only with
+//! `Authorization: Bearer <admin.token>`, and off without a token. Kept apart
 //! from the proxy port (on loopback by default) so that probes and scrapes never compete with
 //! traffic or pass through the pipeline.
 
@@ -22,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
 
+mod tenants;
+
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     let mut http = http1::Builder::new();
     // Probes and scrapes send small requests quickly; anything slower is not a probe.
@@ -37,9 +40,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
         let shared = shared.clone();
         let http = http.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &req).await) }
+                async move {
+                    let path = req.uri().path();
+                    if path == "/tenants" || path.starts_with("/tenants/") {
+                        return Ok::<_, Infallible>(*match permitted(&shared, &req) {
+                            Ok(credential) => tenants::answer(&shared, req, credential).await,
+                            Err(refused) => tenants::refused(refused),
+                        });
+                    }
+                    Ok::<_, Infallible>(answer(&shared, &req).await)
+                }
             });
             let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
@@ -62,7 +74,7 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
         ),
         (&Method::GET, path) if path == "/usage" || path.starts_with("/usage/") => {
             match permitted(shared, req) {
-                Ok(()) => usage(shared, req).await,
+                Ok(_) => usage(shared, req).await,
                 Err(refused) => refused,
             }
         }
@@ -86,17 +98,21 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
     response
 }
 
-/// Whether a request to a protected endpoint carries the admin token.
+/// Whether a request to a protected endpoint carries the admin token; if so, the credential's
+/// name in audit records (a fingerprint of the token, never the token).
 fn permitted(
     shared: &Shared,
     req: &Request<Incoming>,
-) -> Result<(), (StatusCode, &'static str, String)> {
+) -> Result<String, (StatusCode, &'static str, String)> {
     let snapshot = shared.snapshot.load();
     let Some(token) = &snapshot.config.admin.token else {
         return Err((
             StatusCode::FORBIDDEN,
             "text/plain",
-            "/usage is off: set admin.token to enable it\n".to_string(),
+            format!(
+                "{} is off: set admin.token to enable it\n",
+                req.uri().path()
+            ),
         ));
     };
     let sent = req
@@ -113,7 +129,12 @@ fn permitted(
             .fold(0u8, |diff, (a, b)| diff | (a ^ b))
             == 0;
     if equal {
-        Ok(())
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let hex: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(format!("admin-token:sha256:{hex}"))
     } else {
         Err((
             StatusCode::UNAUTHORIZED,
