@@ -34,5 +34,6 @@ mod reload;
 mod streaming;
 mod structure;
 mod tenancy;
+mod tenant_api;
 mod tls;
 mod upgrade;

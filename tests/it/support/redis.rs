@@ -10,6 +10,8 @@ use super::tollgate::free_port;
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// With persistence: the append-only file's directory, kept across restarts.
+    data: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -17,6 +19,19 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            data: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// A server that persists every write (`appendonly yes`, `appendfsync always`) in a
+    /// directory of its own, so that a restart keeps what it held.
+    pub fn start_persistent() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            data: Some(tempfile::tempdir().unwrap()),
         };
         server.restart();
         server
@@ -26,19 +41,24 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts (again) on the same port, without persistence, and waits for PONG.
+    /// Starts (again) on the same port, and waits for PONG.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
+        let dir = self.data.as_ref().map(|d| d.path().display().to_string());
+        match &dir {
+            Some(dir) => args.extend([
                 "--appendonly",
-                "no",
-            ])
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ]),
+            None => args.extend(["--appendonly", "no"]),
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
