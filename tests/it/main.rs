@@ -35,5 +35,6 @@ mod streaming;
 mod structure;
 mod tenancy;
 mod tenant_api;
+mod tenant_replicas;
 mod tls;
 mod upgrade;
