@@ -119,6 +119,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage tenants through a running Tollgate's admin API (`tenancy.store: embedded | redis`).
+    Tenants {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Run the built-in demo: an echo upstream behind Tollgate with the shipped example config.
     Demo {
         /// The proxy listener.
@@ -229,6 +236,61 @@ pub enum TestFormat {
 pub enum UsageFormat {
     Table,
     Json,
+}
+
+/// Where the admin API is, and its token.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The admin listener's address.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN",
+        default_value = "127.0.0.1:9090",
+        global = true
+    )]
+    pub admin: SocketAddr,
+    /// The admin token (`admin.token`).
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantsCommand {
+    /// List tenants (file and store), filtered.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        plan: Option<String>,
+        /// `file` or `store`.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// `table` or `json`.
+        #[arg(long, value_enum, default_value = "table")]
+        format: UsageFormat,
+    },
+    /// Print one tenant as JSON.
+    Get { id: String },
+    /// Create or replace the tenants of a YAML or JSON file (one tenant, a list, or the
+    /// `tenants:` of a tenants file).
+    Apply {
+        #[arg(long = "file", short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Suspend a tenant (its requests get 403 tenant-suspended).
+    Suspend { id: String },
+    /// Make a tenant active again.
+    Resume { id: String },
+    /// Delete a tenant of the store.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]

@@ -261,37 +261,17 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// A GET to a local admin listener: `None` when nothing listens there, an error for anything
-/// but a 200 (its status line and body).
+/// `GET path` from the running Tollgate's admin listener; `Ok(None)` when none listens.
 fn local_get(
     addr: std::net::SocketAddr,
     path: &str,
     token: Option<&str>,
 ) -> Result<Option<String>, String> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(2);
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
-        return Ok(None);
-    };
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        let status = head.lines().next().unwrap_or_default();
-        return Err(format!("{status}: {}", body.trim()));
+    match crate::admin_client::request(addr, "GET", path, token, None)? {
+        None => Ok(None),
+        Some(answer) if answer.status == 200 => Ok(Some(answer.body)),
+        Some(answer) => Err(format!("{}: {}", answer.status, answer.body.trim())),
     }
-    Ok(Some(body.to_string()))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of this crate.
 
 pub(crate) mod access;
+pub mod admin_client;
 pub mod audit;
 pub mod authz;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod snapshot;
 pub(crate) mod stage;
 pub(crate) mod state;
+pub mod tenant_commands;
 pub mod tenants;
 pub(crate) mod upstream;
 pub(crate) mod watch;

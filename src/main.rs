@@ -144,6 +144,7 @@ fn main() -> ExitCode {
             commands::create_key(&snapshot, &request)
         })),
         Command::Serve { config } => serve(&config.file),
+        Command::Tenants { admin, command } => tenants(&admin, command),
         Command::Demo {
             listen,
             admin_listen,
@@ -247,6 +248,54 @@ fn usage(
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `tollgate tenants`: 0 when done, 1 when the API refused something, 2 when it could not be
+/// asked (no listener, an unreadable file).
+fn tenants(admin: &tollgate::cli::AdminArgs, command: tollgate::cli::TenantsCommand) -> ExitCode {
+    use tollgate::cli::TenantsCommand as C;
+    use tollgate::tenant_commands as t;
+    let api = t::Admin {
+        addr: admin.admin,
+        token: admin.token.as_deref(),
+    };
+    let done = match &command {
+        C::List {
+            status,
+            plan,
+            origin,
+            prefix,
+            format,
+        } => t::list(
+            &api,
+            &[
+                ("status", status.as_deref()),
+                ("plan", plan.as_deref()),
+                ("origin", origin.as_deref()),
+                ("prefix", prefix.as_deref()),
+            ],
+            matches!(format, tollgate::cli::UsageFormat::Json),
+        ),
+        C::Get { id } => t::get(&api, id),
+        C::Apply { file } => t::apply(&api, file),
+        C::Suspend { id } => t::set_status(&api, id, "suspended"),
+        C::Resume { id } => t::set_status(&api, id, "active"),
+        C::Delete { id } => t::delete(&api, id),
+    };
+    match done {
+        Ok(done) if done.refused => {
+            eprintln!("{}", done.output);
+            ExitCode::from(NEGATIVE)
+        }
+        Ok(done) => {
+            println!("{}", done.output);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
 }
 
 /// Exit codes: 0 for a positive answer (allowed, valid, passed, done), 1 for a negative one (a

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::admin::{admin, call};
 use crate::support::fixture::{self, Keys};
-use crate::support::tollgate::{ADMIN_TOKEN, check};
+use crate::support::tollgate::{ADMIN_TOKEN, check, cli};
 use crate::support::{Options, Tollgate, Upstream, get};
 
 fn options(keys: &Keys, store: Option<&str>) -> Options {
@@ -320,4 +320,112 @@ async fn a_tenant_lives_through_the_api_is_kept_across_a_restart_and_every_chang
     assert_eq!(records[1]["admin"]["after"]["status"], "suspended");
     assert_eq!(records[3]["admin"]["after"], Value::Null);
     assert_eq!(records[3]["tenant"], "newt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_command_drives_the_api() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let tollgate = Tollgate::start(upstream.addr, options(&keys, Some("embedded")));
+    let admin_addr = tollgate.admin.to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["tenants", "--admin", &admin_addr, "--token", ADMIN_TOKEN];
+        all.extend_from_slice(args);
+        cli(&all, &[])
+    };
+    let file = tollgate.path("signups.yaml");
+    std::fs::write(
+        &file,
+        "tenants:\n  - { id: alpha, plan: basic, status: active }\n  - { id: beta, plan: gold, status: active }\n  - { id: gamma, plan: professional, status: trial, trial_ends_at: 2999-01-01T00:00:00Z }\n",
+    )
+    .unwrap();
+    let applied = run(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(applied.code, Some(1), "one was refused: {}", applied.stderr);
+    assert!(
+        applied.stderr.contains("alpha: created"),
+        "{}",
+        applied.stderr
+    );
+    assert!(
+        applied.stderr.contains(r#"beta: 422"#),
+        "{}",
+        applied.stderr
+    );
+    assert!(
+        applied
+            .stderr
+            .contains(r#"  plan: unknown plan "gold" (known: basic, professional)"#),
+        "{}",
+        applied.stderr
+    );
+    assert!(
+        applied.stderr.contains("gamma: created"),
+        "{}",
+        applied.stderr
+    );
+    assert_eq!(status_of(&tollgate, "alpha").await.0, 200);
+
+    let suspended = run(&["suspend", "alpha"]);
+    assert!(suspended.ok, "{}", suspended.stderr);
+    assert_eq!(
+        status_of(&tollgate, "alpha").await,
+        (403, "tenant-suspended".into())
+    );
+    let listed = run(&["list", "--status", "suspended", "--format", "json"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    let ids: Vec<Value> = serde_json::from_str::<Vec<Value>>(&listed.stdout)
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("alpha"), json!("initech")]);
+    let table = run(&["list", "--origin", "store"]);
+    assert!(
+        table.stdout.lines().count() == 3 && table.stdout.contains("gamma"),
+        "{}",
+        table.stdout
+    );
+    assert!(run(&["resume", "alpha"]).ok);
+    assert_eq!(status_of(&tollgate, "alpha").await.0, 200);
+    let got = run(&["get", "gamma"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&got.stdout).unwrap()["plan"],
+        "professional"
+    );
+    assert!(run(&["delete", "gamma"]).ok);
+    let missing = run(&["get", "gamma"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(missing.stderr.contains("gamma: 404"), "{}", missing.stderr);
+    // A wrong token, and no listener.
+    let wrong = cli(
+        &[
+            "tenants",
+            "--admin",
+            &admin_addr,
+            "--token",
+            "nope-nope-nope-nope",
+            "list",
+        ],
+        &[],
+    );
+    assert_eq!(wrong.code, Some(1), "{}", wrong.stderr);
+    let nobody = cli(
+        &[
+            "tenants",
+            "--admin",
+            "127.0.0.1:1",
+            "--token",
+            ADMIN_TOKEN,
+            "list",
+        ],
+        &[],
+    );
+    assert_eq!(nobody.code, Some(2), "{}", nobody.stderr);
+    assert!(
+        nobody
+            .stderr
+            .starts_with("error: no Tollgate admin listener answers at 127.0.0.1:1"),
+        "{}",
+        nobody.stderr
+    );
 }
