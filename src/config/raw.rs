@@ -221,15 +221,13 @@ pub(crate) struct RawTenancy {
     pub store_path: Option<String>,
 }
 
-/// Where tenants created through the admin API are kept.
+/// Where tenants written through the admin API are kept.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStoreKind {
-    /// Only `tenants.yaml`: the admin API reads, and refuses changes.
+    /// Only `tenants.yaml`; a local redb file (one replica); Redis (`limits.redis`), shared.
     Files,
-    /// A local redb file (one replica).
     Embedded,
-    /// Redis (`limits.redis`), shared by every replica.
     Redis,
 }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
+use super::plans::{self, Plan};
 use super::spec::{Spec, Status};
-use super::{Origin, Plan, Tenant, plans};
+use super::tenant::{Origin, Tenant};
 
 /// What a tenant is checked against: the plans, and every feature a plan or a file tenant grants
 /// (withdrawing any other is a typo that would change nothing).

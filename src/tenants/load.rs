@@ -8,8 +8,18 @@ use std::sync::Arc;
 use crate::config::yaml;
 
 use super::derive::{self, Rules};
+use super::plans::{self, Plan};
 use super::spec::File;
-use super::{Directory, Origin, Plan, plans};
+use super::tenant::{Origin, Tenant};
+
+/// The tenants file's tenants, by id and by custom domain, with the plans and every granted
+/// feature.
+pub(super) struct Loaded {
+    pub by_id: imbl::HashMap<Arc<str>, Arc<Tenant>>,
+    pub by_domain: imbl::HashMap<Arc<str>, Arc<Tenant>>,
+    pub plans: BTreeMap<String, Arc<Plan>>,
+    pub granted: BTreeSet<String>,
+}
 
 /// The 1-based line of the first occurrence of `needle`, for errors found after parsing.
 fn line_of(text: &str, needle: &str) -> String {
@@ -48,7 +58,7 @@ pub(super) fn plans(path: &Path) -> (BTreeMap<String, Arc<Plan>>, Vec<String>) {
 pub(super) fn tenants(
     path: &Path,
     plans: BTreeMap<String, Arc<Plan>>,
-) -> Result<Directory, Vec<String>> {
+) -> Result<Loaded, Vec<String>> {
     let (text, raw): (String, File) = yaml::load(path)?;
     let file = path.display();
     let mut errors = Vec::new();
@@ -63,7 +73,7 @@ pub(super) fn tenants(
         }))
         .collect();
     let mut by_id = imbl::HashMap::new();
-    let mut by_domain: imbl::HashMap<Arc<str>, Arc<super::Tenant>> = imbl::HashMap::new();
+    let mut by_domain: imbl::HashMap<Arc<str>, Arc<Tenant>> = imbl::HashMap::new();
     let rules = Rules {
         plans: &plans,
         granted: &granted,
@@ -92,11 +102,11 @@ pub(super) fn tenants(
         }
     }
     if errors.is_empty() {
-        Ok(Directory {
+        Ok(Loaded {
             by_id,
             by_domain,
-            plans: Arc::new(plans),
-            granted: Arc::new(granted),
+            plans,
+            granted,
         })
     } else {
         Err(errors)

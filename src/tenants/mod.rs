@@ -8,92 +8,16 @@ mod load;
 pub mod plans;
 pub mod spec;
 pub mod store;
+mod tenant;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use http::{HeaderName, HeaderValue};
 
 use crate::config::Tenancy;
-use crate::error::{Problem, Refusal};
 
 pub use plans::Plan;
 pub use spec::{Spec, Status};
-
-/// Where a tenant is defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// `tenants.yaml`: changed by editing the file (GitOps); read-only through the admin API.
-    File,
-    /// The tenant store (`tenancy.store`): changed through the admin API.
-    Store,
-}
-
-impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::File => "file",
-            Origin::Store => "store",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Tenant {
-    pub id: Arc<str>,
-    pub name: String,
-    pub plan: Arc<Plan>,
-    pub status: Status,
-    pub trial_ends_at: Option<SystemTime>,
-    pub features: BTreeSet<String>,
-    pub limits: BTreeMap<String, u64>,
-    /// The plan's rate limits with this tenant's overrides.
-    pub rate_limits: Vec<plans::RateLimit>,
-    /// The plan's quotas with this tenant's overrides, by metric.
-    pub quotas: BTreeMap<String, plans::Quota>,
-    /// Day of the month monthly quotas restart on (1–28).
-    pub billing_day: u8,
-    /// `x-tenant-*` headers for the upstream, built once.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The `RateLimit-Policy` header of its rate limits, built once (`None` without any).
-    pub rate_limit_policy: Option<HeaderValue>,
-    /// Its custom domains, lower-case, without a trailing dot.
-    pub domains: Vec<String>,
-    pub origin: Origin,
-    /// The store's revision of its last change (0 for a file tenant): decisions cached for an
-    /// earlier revision are never served for this one.
-    pub revision: u64,
-    /// What it was written as.
-    pub spec: Arc<Spec>,
-}
-
-impl Tenant {
-    /// Whether the tenant may be served now: 403 while suspended or pending, 402 when archived
-    /// or when a trial has ended.
-    pub(crate) fn standing(&self, now: SystemTime) -> Result<(), Refusal> {
-        match self.status {
-            Status::Active => Ok(()),
-            Status::Trial if self.trial_ends_at.is_some_and(|end| end > now) => Ok(()),
-            Status::Trial => Err(Refusal::new(
-                Problem::SubscriptionInactive,
-                "the tenant's trial has ended",
-            )),
-            Status::Archived => Err(Refusal::new(
-                Problem::SubscriptionInactive,
-                "the tenant's subscription is not active",
-            )),
-            Status::Suspended => Err(Refusal::new(
-                Problem::TenantSuspended,
-                "the tenant is suspended",
-            )),
-            Status::Pending => Err(Refusal::new(
-                Problem::TenantPending,
-                "the tenant is not activated yet",
-            )),
-        }
-    }
-}
+pub use tenant::{Origin, Tenant};
 
 /// Every tenant and plan of one snapshot. Cloning is O(1) and one tenant's change is O(log n)
 /// (persistent maps), so a change made through the admin API costs the same with 100 tenants as
@@ -136,7 +60,12 @@ impl Directory {
         let (plans, mut errors) = load::plans(&tenancy.plans_file);
         let tenants = load::tenants(&tenancy.tenants_file, plans);
         match (tenants, errors.is_empty()) {
-            (Ok(directory), true) => Ok(directory),
+            (Ok(loaded), true) => Ok(Directory {
+                by_id: loaded.by_id,
+                by_domain: loaded.by_domain,
+                plans: Arc::new(loaded.plans),
+                granted: Arc::new(loaded.granted),
+            }),
             (Ok(_), false) => Err(errors),
             (Err(more), _) => {
                 errors.extend(more);

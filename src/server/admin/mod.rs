@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
 
+mod answers;
+mod tenant_changes;
 mod tenants;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -47,7 +49,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                     if path == "/tenants" || path.starts_with("/tenants/") {
                         return Ok::<_, Infallible>(*match permitted(&shared, &req) {
                             Ok(credential) => tenants::answer(&shared, req, credential).await,
-                            Err(refused) => tenants::refused(refused),
+                            Err(refused) => answers::refused(refused),
                         });
                     }
                     Ok::<_, Infallible>(answer(&shared, &req).await)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Expect, Image, Outcome, Record, Write};
+use super::write::{Expect, Image, Outcome, Record, Write};
 
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

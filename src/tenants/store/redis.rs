@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{Expect, Image, Outcome, Record, Write};
+use super::write::{Expect, Image, Outcome, Record, Write};
 use crate::config::RedisStore;
 use crate::tenants::Spec;
 
