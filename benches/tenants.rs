@@ -44,6 +44,25 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // The resident set is measured in a process of its own for each case.
+    if std::env::args().any(|a| a == "rss-file") {
+        let d = Deployment::build(
+            100_000,
+            10,
+            tollgate::config::DECISION_CACHE,
+            "limits: { backend: memory }",
+        );
+        assert_eq!(d.snapshot.tenants.as_ref().unwrap().len(), 100_000);
+        println!(
+            "tenants: RSS with 100,000 file tenants: {:.0} MiB",
+            rss_mib()
+        );
+        return;
+    }
+    if std::env::args().any(|a| a == "rss-store") {
+        store_tenants();
+        return;
+    }
     for tenants in [100, 10_000, 100_000] {
         let d = Deployment::build(
             tenants,
@@ -80,15 +99,12 @@ fn main() {
             percentile(&times, 0.5),
             percentile(&times, 0.99),
         );
-        if tenants == 100_000 {
-            drop(reloaded);
-            println!(
-                "tenants: RSS with 100,000 file tenants: {:.0} MiB",
-                rss_mib()
-            );
-        }
     }
-    // 100,000 tenants of the store (the API's), on a deployment of 100 file tenants.
+    println!("tenants: RSS: `cargo bench --bench tenants -- rss-file` and `-- rss-store`");
+}
+
+/// 100,000 tenants of the store (the API's), on a deployment of 100 file tenants.
+fn store_tenants() {
     let d = Deployment::build(
         100,
         10,

@@ -429,3 +429,52 @@ async fn the_tenants_command_drives_the_api() {
         nobody.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_tenant_the_files_no_longer_admit_is_not_served_until_they_do() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let tollgate = Tollgate::start(upstream.addr, options(&keys, Some("embedded")));
+    let body = json!({ "plan": "basic", "status": "active", "domains": ["newt.example.com"] });
+    assert_eq!(
+        admin(tollgate.admin, "PUT", "/tenants/newt", Some(&body)).status,
+        201
+    );
+    assert_eq!(status_of(&tollgate, "newt").await.0, 200);
+    // A file tenant takes its domain: the file wins, the stored tenant is not served.
+    let tenants = tollgate.path("tenants.yaml");
+    let original = std::fs::read_to_string(&tenants).unwrap();
+    let taken = format!(
+        "{original}  - {{ id: filed, plan: basic, status: active, domains: [newt.example.com] }}\n"
+    );
+    std::fs::write(&tenants, taken).unwrap();
+    crate::support::eventually("the file's tenant is served", async || {
+        status_of(&tollgate, "filed").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        status_of(&tollgate, "newt").await,
+        (404, "unknown-tenant".into())
+    );
+    let shown = admin(tollgate.admin, "GET", "/tenants/newt", None).json();
+    assert_eq!(shown["served"], false, "{shown}");
+    assert_eq!(
+        shown["errors"][0],
+        r#"domains: "newt.example.com" already belongs to filed"#
+    );
+    let by_domain = get(tollgate.addr, "/x", &[("host", "newt.example.com")]).await;
+    assert_eq!(
+        by_domain.upstream_header("x-tenant-id").as_deref(),
+        Some("filed")
+    );
+    // The file lets go of it: served again, as stored.
+    std::fs::write(&tenants, original).unwrap();
+    crate::support::eventually("the stored tenant is served again", async || {
+        status_of(&tollgate, "newt").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        admin(tollgate.admin, "GET", "/tenants/newt", None).json()["served"],
+        true
+    );
+}
