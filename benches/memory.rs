@@ -58,7 +58,7 @@ fn authenticate_all(d: &Deployment, identity: &Identity) {
                     let bearer = format!("Bearer {}", d.token(&format!("user-{i}")));
                     headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
                     let principal = runtime
-                        .block_on(identity.authenticate(config, &headers, &jwks, false))
+                        .block_on(identity.authenticate(config, &headers, &jwks, false, None))
                         .unwrap();
                     authz.decide(&Inputs {
                         tenant,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tollgate::authz::Authz;
 use tollgate::config::Config;
 use tollgate::snapshot::Snapshot;
-use tollgate::tenants::Directory;
+use tollgate::tenants::{Directory, IssuerRules};
 
 use support::Deployment;
 
@@ -50,7 +50,7 @@ fn main() {
     // Where a reload's time goes.
     let c = config();
     let directory = timed("  of which the tenant directory", || {
-        Directory::load(c.tenancy.as_ref().unwrap()).unwrap()
+        Directory::load(c.tenancy.as_ref().unwrap(), IssuerRules::of(&c.identity)).unwrap()
     });
     let authorization = c.authorization.as_ref().unwrap();
     timed("  of which routes, policies and tenant entities", || {

@@ -74,8 +74,12 @@ fn identity(c: &mut Criterion) {
     let token = d.token("alice");
     c.bench_function("jwt/verify cold (ES256, no cache)", |b| {
         b.iter(|| {
-            rt.block_on(verifier.verify(black_box(&token), &jwks))
-                .unwrap()
+            rt.block_on(verifier.verify(
+                black_box(&token),
+                &jwks,
+                std::time::Duration::from_secs(30),
+            ))
+            .unwrap()
         })
     });
     let headers = request("t00000.app.example.com", Some(&token));
@@ -85,7 +89,7 @@ fn identity(c: &mut Criterion) {
             rt.block_on(
                 d.snapshot
                     .identity
-                    .authenticate(config, &headers, &jwks, false),
+                    .authenticate(config, &headers, &jwks, false, None),
             )
             .unwrap()
         })

@@ -14,7 +14,7 @@ use crate::authz::policies::cedar_files;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::tenants::store::Image;
-use crate::tenants::{Directory, Origin, Spec};
+use crate::tenants::{Directory, IssuerRules, Origin, Spec};
 
 pub struct Snapshot {
     /// Counts successful loads; 1 for the first.
@@ -204,7 +204,13 @@ impl Snapshot {
         // Every file is checked even when another failed, so that one run reports them all.
         let mut errors = Vec::new();
         let mut refused = Vec::new();
-        let tenants = match config.tenancy.as_ref().map(Directory::load).transpose() {
+        let issuer_rules = || IssuerRules::of(&config.identity);
+        let tenants = match config
+            .tenancy
+            .as_ref()
+            .map(|t| Directory::load(t, issuer_rules()))
+            .transpose()
+        {
             Ok(tenants) => tenants.map(|files| {
                 let (all, not_served) = files.with_stored(stored);
                 refused = not_served;

@@ -160,7 +160,11 @@ authorization:
     pub fn principal(&self, runtime: &tokio::runtime::Runtime, sub: &str) -> Arc<Principal> {
         let token = self.token(sub);
         let principal = runtime
-            .block_on(self.verifier().verify(&token, &JwksCache::new()))
+            .block_on(self.verifier().verify(
+                &token,
+                &JwksCache::new(),
+                std::time::Duration::from_secs(30),
+            ))
             .unwrap();
         Arc::new(principal)
     }

@@ -143,6 +143,8 @@ pub struct Identity {
     pub forward_token: bool,
     /// Memory budget of the verified-token cache, in bytes; 0 turns it off.
     pub token_cache: u64,
+    /// How often a token naming an unknown `kid` may refetch an issuer's remote key set.
+    pub unknown_kid_refetch: Duration,
 }
 
 /// The default budget of the verified-token cache.

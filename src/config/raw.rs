@@ -255,6 +255,7 @@ pub(crate) struct RawIdentity {
     pub strip_headers: Vec<String>,
     pub forward_token: Option<bool>,
     pub token_cache: Option<Bytes>,
+    pub unknown_kid_refetch: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

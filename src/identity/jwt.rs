@@ -3,36 +3,27 @@
 //! never verify), selected by `kid`. `iss`, `aud`, `exp` and `nbf` are checked with the
 //! provider's leeway; `exp` and `iss` are required.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::Value;
 
-use crate::config::{ClaimNames, JwtKey, JwtProvider};
+use crate::config::{JwtKey, JwtProvider};
 
-use super::jwks::{JwksCache, keys_from_jwks};
+use super::issuer::{Attempt, Issuer, validations};
+use super::jwks::{JwksCache, Remote, keys_from_jwks};
 use super::keys::VerifyKey;
-use super::principal::{AuthMethod, Principal};
-
-struct Provider {
-    leeway: Duration,
-    claims: ClaimNames,
-    keys: Vec<VerifyKey>,
-    jwks_url: Option<(String, Duration)>,
-    validations: HashMap<Algorithm, Validation>,
-    /// The tenants this issuer may act on; `None`: any.
-    tenants: Option<Arc<[String]>>,
-    /// Operator roles this issuer may not grant (all of them, unless `grants_operator_roles`).
-    forbidden_roles: Vec<String>,
-}
+use super::principal::Principal;
 
 /// Every configured issuer with its keys (PEM and JWKS files read at snapshot build).
 pub struct JwtVerifier {
-    providers: Vec<Provider>,
+    providers: Vec<Issuer>,
+}
+
+/// A token's header, or why it cannot be one.
+pub(crate) fn header(token: &str) -> Result<Header, &'static str> {
+    jsonwebtoken::decode_header(token).map_err(|_| "malformed token or unsupported algorithm")
 }
 
 fn is_hmac(alg: Algorithm) -> bool {
@@ -109,38 +100,25 @@ impl JwtVerifier {
                     Err(e) => errors.push(format!("{}: {e}", path.display())),
                 }
             }
-            let mut algs: Vec<Algorithm> = keys.iter().map(|k| k.alg).collect();
-            if p.jwks_url.is_some() {
-                algs.extend([
-                    Algorithm::RS256,
-                    Algorithm::ES256,
-                    Algorithm::ES384,
-                    Algorithm::EdDSA,
-                ]);
-            }
-            let validations = algs
-                .into_iter()
-                .map(|alg| {
-                    let mut v = Validation::new(alg);
-                    v.leeway = p.leeway.as_secs();
-                    v.validate_nbf = true;
-                    v.set_issuer(&[&p.issuer]);
-                    if p.audiences.is_empty() {
-                        v.validate_aud = false;
-                    } else {
-                        v.set_audience(&p.audiences);
-                    }
-                    v.set_required_spec_claims(&["exp", "iss"]);
-                    (alg, v)
-                })
-                .collect();
-            providers.push(Provider {
+            providers.push(Issuer {
+                issuer: p.issuer.clone(),
                 leeway: p.leeway,
                 claims: p.claims.clone(),
+                groups: None,
+                validations: validations(
+                    &p.issuer,
+                    &p.audiences,
+                    p.leeway,
+                    &keys,
+                    p.jwks_url.is_some(),
+                ),
                 keys,
-                jwks_url: p.jwks_url.clone().map(|url| (url, p.jwks_refresh)),
-                validations,
+                remote: p
+                    .jwks_url
+                    .clone()
+                    .map(|url| (Remote::Url(url), p.jwks_refresh)),
                 tenants: (!p.tenants.is_empty()).then(|| p.tenants.clone().into()),
+                tenant_claim: true,
                 forbidden_roles: if p.grants_operator_roles {
                     Vec::new()
                 } else {
@@ -160,42 +138,20 @@ impl JwtVerifier {
     }
 
     /// Verifies a token and maps its claims, or says why it is refused.
-    pub async fn verify(&self, token: &str, jwks: &JwksCache) -> Result<Principal, &'static str> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| "malformed token or unsupported algorithm")?;
+    pub async fn verify(
+        &self,
+        token: &str,
+        jwks: &JwksCache,
+        refetch: Duration,
+    ) -> Result<Principal, &'static str> {
+        let header = &header(token)?;
         let mut refusal = "no key matches the token's kid and alg";
         for provider in &self.providers {
-            let Some(validation) = provider.validations.get(&header.alg) else {
-                continue;
-            };
-            let matches = |k: &&VerifyKey| {
-                k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid)
-            };
-            let mut tried = false;
-            for key in provider.keys.iter().filter(matches) {
-                tried = true;
-                match provider.check(token, key, validation) {
-                    Ok(principal) => return Ok(principal),
-                    Err(why) => refusal = why,
-                }
-            }
-            if let Some((url, refresh)) = &provider.jwks_url {
-                // Boxed: the fetch is a large future every request would otherwise carry.
-                let mut remote = Box::pin(jwks.keys(url, *refresh, false)).await;
-                if header.kid.is_some() && !remote.iter().any(|k| matches(&k)) {
-                    remote = Box::pin(jwks.keys(url, *refresh, true)).await;
-                }
-                for key in remote.iter().filter(matches) {
-                    tried = true;
-                    match provider.check(token, key, validation) {
-                        Ok(principal) => return Ok(principal),
-                        Err(why) => refusal = why,
-                    }
-                }
-            }
-            if tried && refusal != "bad signature" {
+            match provider.attempt(token, header, jwks, refetch).await {
+                Attempt::Accepted(principal) => return Ok(*principal),
                 // The token was signed for this provider and failed a claim check.
-                return Err(refusal);
+                Attempt::Refused(why) => return Err(why),
+                Attempt::NotMine(why) => refusal = why,
             }
         }
         Err(refusal)
@@ -225,81 +181,5 @@ impl JwtVerifier {
         let mut header = Header::new(key.alg);
         header.kid = key.kid.clone();
         jsonwebtoken::encode(&header, &body, &encoding).map_err(|e| e.to_string())
-    }
-}
-
-impl Provider {
-    fn check(
-        &self,
-        token: &str,
-        key: &VerifyKey,
-        validation: &Validation,
-    ) -> Result<Principal, &'static str> {
-        let data =
-            jsonwebtoken::decode::<Value>(token, &key.decoding, validation).map_err(|e| match e
-                .kind()
-            {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::ImmatureSignature => "token not yet valid",
-                ErrorKind::InvalidAudience => "token has the wrong audience",
-                ErrorKind::InvalidIssuer => "token has the wrong issuer",
-                ErrorKind::InvalidSignature => "bad signature",
-                ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
-                _ => "invalid token",
-            })?;
-        self.principal(&data.claims)
-    }
-
-    fn principal(&self, claims: &Value) -> Result<Principal, &'static str> {
-        let claim = |path: &str| path.split('.').try_fold(claims, |v, k| v.get(k));
-        let subject = claim(&self.claims.subject)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or("token has no subject")?;
-        let tenant = claim(&self.claims.tenant)
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let mfa = match claim(&self.claims.mfa) {
-            Some(Value::Bool(b)) => *b,
-            // An `amr`-style list of methods.
-            Some(Value::Array(methods)) => methods.iter().any(|m| m == "mfa"),
-            _ => false,
-        };
-        let valid_until = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + self.leeway);
-        let mut principal = Principal::new(
-            subject.to_string(),
-            AuthMethod::Jwt,
-            tenant,
-            strings(claim(&self.claims.roles))?,
-            strings(claim(&self.claims.scopes))?,
-            mfa,
-            valid_until,
-        )?;
-        if principal.has_any_role(&self.forbidden_roles) {
-            return Err("the token's issuer may not grant an operator role");
-        }
-        principal.issuer_tenants = self.tenants.clone();
-        Ok(principal)
-    }
-}
-
-/// A list claim: a JSON array of strings, or one space-separated string (OAuth `scope`). An
-/// array with anything but strings is refused, not filtered.
-fn strings(value: Option<&Value>) -> Result<Vec<String>, &'static str> {
-    match value {
-        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_string).collect()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or("a role or scope list holds something other than strings")
-            })
-            .collect(),
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(_) => Err("a role or scope claim is neither a list nor a string"),
     }
 }

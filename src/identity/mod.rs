@@ -3,11 +3,13 @@
 //! snapshot, so a reload (new keys, revoked API keys) never serves a stale verification.
 
 pub mod apikeys;
+mod issuer;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod principal;
 pub mod shipped;
+pub mod tenant_idp;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,10 +21,22 @@ use crate::config::{self, yaml};
 use crate::error::{Problem, Refusal};
 
 use apikeys::ApiKeyStore;
+use issuer::Attempt;
 use jwks::JwksCache;
 use jwt::JwtVerifier;
 pub use principal::AuthMethod;
 pub use principal::Principal;
+pub use tenant_idp::{IdentityProvider, TenantIssuer};
+
+/// The tenants' own identity providers, as the snapshot's directory holds them.
+pub trait TenantIssuers {
+    /// The tenant whose provider has the issuer `iss`, that tenant's revision, and the provider.
+    fn by_issuer(&self, iss: &str) -> Option<(&Arc<str>, u64, &TenantIssuer)>;
+    /// The revision of tenant `id`, while it exists.
+    fn revision(&self, id: &str) -> Option<u64>;
+    /// Whether any tenant has an identity provider.
+    fn any(&self) -> bool;
+}
 
 /// What one snapshot knows about credentials.
 pub struct Identity {
@@ -95,8 +109,10 @@ impl Identity {
         headers: &HeaderMap,
         jwks: &JwksCache,
         anonymous: bool,
+        issuers: Option<&(dyn TenantIssuers + Sync)>,
     ) -> Result<Arc<Principal>, Refusal> {
-        if anonymous && self.jwt.is_empty() && self.api_keys.is_none() {
+        let tenant_issuers = issuers.is_some_and(|i| i.any());
+        if anonymous && self.jwt.is_empty() && self.api_keys.is_none() && !tenant_issuers {
             // Tollgate checks no credentials here: they are the application's, forwarded as sent.
             return Ok(self.anonymous.clone());
         }
@@ -118,19 +134,59 @@ impl Identity {
             Some(Credential::Bearer(token)) => {
                 if let Some(hit) = self.tokens.as_ref().and_then(|t| t.get(token))
                     && hit.valid_until.is_some_and(|until| until > now)
+                    && hit.issued_by.as_ref().is_none_or(|(tenant, revision)| {
+                        issuers.and_then(|i| i.revision(tenant)) == Some(*revision)
+                    })
                 {
                     return Ok(hit);
                 }
-                if self.jwt.is_empty() {
-                    return Err(invalid("bearer tokens are not accepted here"));
-                }
-                let principal = Arc::new(self.jwt.verify(token, jwks).await.map_err(invalid)?);
+                let principal = Arc::new(self.verify(config, token, jwks, issuers).await?);
                 if let Some(tokens) = &self.tokens {
                     tokens.insert(token.to_string(), principal.clone());
                 }
                 Ok(principal)
             }
         }
+    }
+}
+
+impl Identity {
+    /// A bearer token checked against the issuer its `iss` names: a tenant's own provider, or
+    /// the global ones. (`iss` only picks the issuer; the issuer's checks include it again.)
+    async fn verify(
+        &self,
+        config: &config::Identity,
+        token: &str,
+        jwks: &JwksCache,
+        issuers: Option<&(dyn TenantIssuers + Sync)>,
+    ) -> Result<Principal, Refusal> {
+        #[derive(serde::Deserialize)]
+        struct Claimed {
+            iss: Option<String>,
+        }
+        let refetch = config.unknown_kid_refetch;
+        let claimed = || {
+            jsonwebtoken::dangerous::insecure_decode_claims::<Claimed>(token)
+                .ok()
+                .and_then(|c| c.iss)
+        };
+        if let Some(issuers) = issuers.filter(|i| i.any())
+            && let Some(iss) = claimed()
+            && let Some((tenant, revision, issuer)) = issuers.by_issuer(&iss)
+        {
+            let header = jwt::header(token).map_err(invalid)?;
+            return match issuer.0.attempt(token, &header, jwks, refetch).await {
+                Attempt::Accepted(mut principal) => {
+                    principal.issued_by = Some((tenant.clone(), revision));
+                    Ok(*principal)
+                }
+                Attempt::Refused(why) | Attempt::NotMine(why) => Err(invalid(why)),
+            };
+        }
+        if self.jwt.is_empty() {
+            return Err(invalid("bearer tokens are not accepted here"));
+        }
+        self.jwt.verify(token, jwks, refetch).await.map_err(invalid)
     }
 }
 
@@ -213,7 +269,7 @@ identity:
             let bearer = format!("Bearer {token}");
             headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
             identity
-                .authenticate(&config.identity, &headers, &jwks, false)
+                .authenticate(&config.identity, &headers, &jwks, false, None)
                 .await
                 .unwrap();
         }

@@ -36,6 +36,9 @@ pub struct Principal {
     pub valid_until: Option<SystemTime>,
     /// The tenants the credentials' issuer may act on (`None`: any).
     pub issuer_tenants: Option<Arc<[String]>>,
+    /// The tenant whose own identity provider issued the token, at the revision it was
+    /// verified with: a cached verification is not used once that tenant changed.
+    pub issued_by: Option<(Arc<str>, u64)>,
     /// `x-user-*` and `x-auth-method` headers for the upstream, built once.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The principal's Cedar entity (in its roles and tenant), built on its first decision.
@@ -89,6 +92,10 @@ impl Principal {
         size_of::<Principal>()
             + self.id.len()
             + self.tenant.as_ref().map_or(0, String::len)
+            + self
+                .issued_by
+                .as_ref()
+                .map_or(0, |(t, _)| t.len() + PER_ITEM)
             + strings
             + headers
             + ENTITY
@@ -141,6 +148,7 @@ impl Principal {
             mfa,
             valid_until,
             issuer_tenants: None,
+            issued_by: None,
             headers,
             entity: OnceLock::new(),
         })
@@ -156,6 +164,7 @@ impl Principal {
             mfa: false,
             valid_until: None,
             issuer_tenants: None,
+            issued_by: None,
             headers: vec![(
                 HeaderName::from_static("x-auth-method"),
                 HeaderValue::from_static("anonymous"),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::error::Refusal;
-use crate::identity::Principal;
 use crate::identity::jwks::JwksCache;
+use crate::identity::{Principal, TenantIssuers};
 use crate::snapshot::Snapshot;
 
 /// `route_anonymous`: the matched route lets callers without credentials through.
@@ -18,8 +18,12 @@ pub async fn authenticate(
 ) -> Result<Arc<Principal>, Refusal> {
     let config = &snapshot.config.identity;
     let anonymous = config.anonymous || route_anonymous;
+    let issuers = snapshot
+        .tenants
+        .as_ref()
+        .map(|directory| directory as &(dyn TenantIssuers + Sync));
     snapshot
         .identity
-        .authenticate(config, headers, jwks, anonymous)
+        .authenticate(config, headers, jwks, anonymous, issuers)
         .await
 }

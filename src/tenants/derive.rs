@@ -11,12 +11,31 @@ use http::{HeaderName, HeaderValue};
 use super::plans::{self, Plan};
 use super::spec::{Spec, Status};
 use super::tenant::{Origin, Tenant};
+use crate::identity::{TenantIssuer, tenant_idp};
 
 /// What a tenant is checked against: the plans, and every feature a plan or a file tenant grants
 /// (withdrawing any other is a typo that would change nothing).
 pub(crate) struct Rules<'a> {
     pub plans: &'a BTreeMap<String, Arc<Plan>>,
     pub granted: &'a BTreeSet<String>,
+    pub identity: &'a IssuerRules,
+}
+
+/// What a tenant's identity providers are held to: the global issuers (`identity.jwt`), which no
+/// tenant may claim, and the operator roles, which no tenant's provider may grant.
+#[derive(Debug, Default)]
+pub struct IssuerRules {
+    pub global: BTreeSet<String>,
+    pub operator_roles: Vec<String>,
+}
+
+impl IssuerRules {
+    pub fn of(identity: &crate::config::Identity) -> IssuerRules {
+        IssuerRules {
+            global: identity.jwt.iter().map(|p| p.issuer.clone()).collect(),
+            operator_roles: identity.operator_roles.clone(),
+        }
+    }
 }
 
 /// Tenant ids are DNS labels, so that every tenant can be addressed by subdomain.
@@ -82,6 +101,7 @@ pub(crate) fn derive(
             domains.push(host);
         }
     }
+    let issuers = issuers(&spec, rules.identity, fail);
     let Some(plan) = rules.plans.get(&spec.plan).cloned() else {
         let known: Vec<&str> = rules.plans.keys().map(String::as_str).collect();
         fail(
@@ -90,7 +110,41 @@ pub(crate) fn derive(
         );
         return None;
     };
-    Some(effective(spec, domains, origin, revision, plan, fail))
+    let mut tenant = effective(spec, domains, origin, revision, plan, fail);
+    tenant.issuers = issuers;
+    Some(tenant)
+}
+
+/// The tenant's identity providers, compiled; an issuer is named once, and never a global one.
+/// (Whether another tenant has it is for the caller, who knows the other tenants.)
+fn issuers(
+    spec: &Spec,
+    rules: &IssuerRules,
+    fail: &mut dyn FnMut(&str, String),
+) -> Vec<Arc<TenantIssuer>> {
+    let mut compiled: Vec<Arc<TenantIssuer>> = Vec::new();
+    for (i, provider) in spec.identity_providers.iter().enumerate() {
+        let at = format!(".identity_providers[{i}].issuer");
+        if rules.global.contains(&provider.issuer) {
+            fail(
+                &at,
+                format!(
+                    "{:?} is a global issuer (identity.jwt); a tenant names its own",
+                    provider.issuer
+                ),
+            );
+        } else if spec.identity_providers[..i]
+            .iter()
+            .any(|p| p.issuer == provider.issuer)
+        {
+            fail(&at, format!("{:?} is listed twice", provider.issuer));
+        } else if let Some(issuer) =
+            tenant_idp::compile(&spec.id, i, provider, &rules.operator_roles, fail)
+        {
+            compiled.push(Arc::new(issuer));
+        }
+    }
+    compiled
 }
 
 fn effective(
@@ -172,6 +226,7 @@ fn effective(
         billing_day,
         domains,
         origin,
+        issuers: Vec::new(),
         revision,
         spec: Arc::new(spec),
     }

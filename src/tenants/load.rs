@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::yaml;
 
-use super::derive::{self, Rules};
+use super::derive::{self, IssuerRules, Rules};
 use super::plans::{self, Plan};
 use super::spec::File;
 use super::tenant::{Origin, Tenant};
@@ -17,6 +17,7 @@ use super::tenant::{Origin, Tenant};
 pub(super) struct Loaded {
     pub by_id: imbl::HashMap<Arc<str>, Arc<Tenant>>,
     pub by_domain: imbl::HashMap<Arc<str>, Arc<Tenant>>,
+    pub by_issuer: imbl::HashMap<Arc<str>, Arc<Tenant>>,
     pub plans: BTreeMap<String, Arc<Plan>>,
     pub granted: BTreeSet<String>,
 }
@@ -58,6 +59,7 @@ pub(super) fn plans(path: &Path) -> (BTreeMap<String, Arc<Plan>>, Vec<String>) {
 pub(super) fn tenants(
     path: &Path,
     plans: BTreeMap<String, Arc<Plan>>,
+    identity: &IssuerRules,
 ) -> Result<Loaded, Vec<String>> {
     let (text, raw): (String, File) = yaml::load(path)?;
     let file = path.display();
@@ -74,9 +76,11 @@ pub(super) fn tenants(
         .collect();
     let mut by_id = imbl::HashMap::new();
     let mut by_domain: imbl::HashMap<Arc<str>, Arc<Tenant>> = imbl::HashMap::new();
+    let mut by_issuer: imbl::HashMap<Arc<str>, Arc<Tenant>> = imbl::HashMap::new();
     let rules = Rules {
         plans: &plans,
         granted: &granted,
+        identity,
     };
     for (i, spec) in raw.tenants.into_iter().enumerate() {
         let id = spec.id.clone();
@@ -97,6 +101,14 @@ pub(super) fn tenants(
                 );
             }
         }
+        for issuer in &tenant.issuers {
+            if let Some(other) = by_issuer.insert(issuer.issuer().into(), tenant.clone()) {
+                fail(
+                    ".identity_providers",
+                    format!("the issuer {:?} is already {}'s", issuer.issuer(), other.id),
+                );
+            }
+        }
         if by_id.insert(tenant.id.clone(), tenant).is_some() {
             fail(".id", "is used twice".into());
         }
@@ -105,6 +117,7 @@ pub(super) fn tenants(
         Ok(Loaded {
             by_id,
             by_domain,
+            by_issuer,
             plans,
             granted,
         })

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::Tenancy;
+use crate::identity::{TenantIssuer, TenantIssuers};
 
+pub use derive::IssuerRules;
 pub use plans::Plan;
 pub use spec::{Spec, Status};
 pub use tenant::{Origin, Tenant};
@@ -26,9 +28,28 @@ pub use tenant::{Origin, Tenant};
 pub struct Directory {
     by_id: imbl::HashMap<Arc<str>, Arc<Tenant>>,
     by_domain: imbl::HashMap<Arc<str>, Arc<Tenant>>,
+    /// The tenant each tenant-owned OIDC issuer belongs to.
+    by_issuer: imbl::HashMap<Arc<str>, Arc<Tenant>>,
     pub plans: Arc<BTreeMap<String, Arc<Plan>>>,
     /// Every feature a plan or a file tenant grants.
     granted: Arc<BTreeSet<String>>,
+    issuer_rules: Arc<IssuerRules>,
+}
+
+impl TenantIssuers for Directory {
+    fn by_issuer(&self, iss: &str) -> Option<(&Arc<str>, u64, &TenantIssuer)> {
+        let tenant = self.by_issuer.get(iss)?;
+        let issuer = tenant.issuers.iter().find(|i| i.issuer() == iss)?;
+        Some((&tenant.id, tenant.revision, issuer))
+    }
+
+    fn revision(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).map(|t| t.revision)
+    }
+
+    fn any(&self) -> bool {
+        !self.by_issuer.is_empty()
+    }
 }
 
 impl Directory {
@@ -55,16 +76,19 @@ impl Directory {
 
     /// Loads and cross-validates the plans and tenants files. Errors read
     /// `file: key.path: message (line N)`.
-    pub fn load(tenancy: &Tenancy) -> Result<Directory, Vec<String>> {
+    /// `identity` is what tenants' identity providers are held to.
+    pub fn load(tenancy: &Tenancy, identity: IssuerRules) -> Result<Directory, Vec<String>> {
         // The tenants are checked against the plans that loaded, so one run reports both files.
         let (plans, mut errors) = load::plans(&tenancy.plans_file);
-        let tenants = load::tenants(&tenancy.tenants_file, plans);
+        let tenants = load::tenants(&tenancy.tenants_file, plans, &identity);
         match (tenants, errors.is_empty()) {
             (Ok(loaded), true) => Ok(Directory {
                 by_id: loaded.by_id,
                 by_domain: loaded.by_domain,
+                by_issuer: loaded.by_issuer,
                 plans: Arc::new(loaded.plans),
                 granted: Arc::new(loaded.granted),
+                issuer_rules: Arc::new(identity),
             }),
             (Ok(_), false) => Err(errors),
             (Err(more), _) => {
@@ -111,6 +135,7 @@ impl Directory {
         let rules = derive::Rules {
             plans: &self.plans,
             granted: &self.granted,
+            identity: &self.issuer_rules,
         };
         let tenant = derive::derive(spec, Origin::Store, revision, &rules, &mut fail);
         if let Some(tenant) = &tenant {
@@ -119,6 +144,18 @@ impl Directory {
                     fail(
                         ".domains",
                         format!("{domain:?} already belongs to {}", owner.id),
+                    );
+                }
+            }
+            for issuer in &tenant.issuers {
+                if let Some(owner) = self
+                    .by_issuer
+                    .get(issuer.issuer())
+                    .filter(|o| o.id != tenant.id)
+                {
+                    fail(
+                        ".identity_providers",
+                        format!("the issuer {:?} is already {}'s", issuer.issuer(), owner.id),
                     );
                 }
             }
@@ -137,6 +174,10 @@ impl Directory {
             next.by_domain
                 .insert(domain.as_str().into(), tenant.clone());
         }
+        for issuer in &tenant.issuers {
+            next.by_issuer
+                .insert(issuer.issuer().into(), tenant.clone());
+        }
         next.by_id.insert(tenant.id.clone(), tenant);
         next
     }
@@ -148,6 +189,9 @@ impl Directory {
         if let Some(old) = next.by_id.remove(id) {
             for domain in &old.domains {
                 next.by_domain.remove(domain.as_str());
+            }
+            for issuer in &old.issuers {
+                next.by_issuer.remove(issuer.issuer());
             }
         }
         next

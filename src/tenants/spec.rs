@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::IdentityProvider;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -33,6 +35,9 @@ pub struct Spec {
     /// Day of the month (1–28) monthly quotas restart on; the 1st when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_day: Option<u8>,
+    /// The tenant's own OIDC issuers, whose tokens act on this tenant only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_providers: Vec<IdentityProvider>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]

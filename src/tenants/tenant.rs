@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use super::plans::{self, Plan};
 use super::spec::{Spec, Status};
 use crate::error::{Problem, Refusal};
+use crate::identity::TenantIssuer;
 
 /// Where a tenant is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Tenant {
     /// Its custom domains, lower-case, without a trailing dot.
     pub domains: Vec<String>,
     pub origin: Origin,
+    /// Its own identity providers, compiled.
+    pub issuers: Vec<Arc<TenantIssuer>>,
     /// The store's revision of its last change (0 for a file tenant): decisions cached for an
     /// earlier revision are never served for this one.
     pub revision: u64,

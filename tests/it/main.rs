@@ -35,6 +35,7 @@ mod streaming;
 mod structure;
 mod tenancy;
 mod tenant_api;
+mod tenant_idp;
 mod tenant_replicas;
 mod tls;
 mod upgrade;

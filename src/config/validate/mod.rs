@@ -39,6 +39,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> (Config, Vec<Strin
             strip_headers: Vec::new(),
             forward_token: true,
             token_cache: TOKEN_CACHE,
+            unknown_kid_refetch: std::time::Duration::from_secs(30),
         },
     };
     let authorization = raw.authorization.map(|a| authorization(&mut errs, base, a));

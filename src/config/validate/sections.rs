@@ -96,6 +96,11 @@ pub fn identity(errs: &mut Errors, base: &Path, raw: RawIdentity) -> Identity {
         strip_headers,
         forward_token: raw.forward_token.unwrap_or(true),
         token_cache: raw.token_cache.map_or(TOKEN_CACHE, |b| b.0),
+        unknown_kid_refetch: errs.positive(
+            "identity.unknown_kid_refetch",
+            raw.unknown_kid_refetch,
+            Duration::from_secs(30),
+        ),
     }
 }
 

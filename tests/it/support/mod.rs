@@ -3,6 +3,7 @@ pub mod client;
 pub mod config;
 pub mod fixture;
 pub mod gateway;
+pub mod oidc;
 pub mod recorder;
 pub mod redis;
 pub mod tollgate;
