@@ -125,7 +125,7 @@ impl Snapshot {
         };
         let tenant = directory.admit(spec.clone(), 0)?;
         match &self.authz {
-            Some(authz) => authz.with_tenant(&tenant).map(drop).map_err(|e| vec![e]),
+            Some(authz) => authz.with_tenant(&tenant).map(drop),
             None => Ok(()),
         }
     }
@@ -146,10 +146,7 @@ impl Snapshot {
                     .insert(id.into(), (Arc::new(spec.clone()), revision));
                 let tenant = directory.admit(spec, revision);
                 match tenant.and_then(|t| match &self.authz {
-                    Some(authz) => authz
-                        .with_tenant(&t)
-                        .map(|a| (t, Some(a)))
-                        .map_err(|e| vec![e]),
+                    Some(authz) => authz.with_tenant(&t).map(|a| (t, Some(a))),
                     None => Ok((t, None)),
                 }) {
                     Ok(ok) => Some(ok),

@@ -8,12 +8,13 @@ mod features;
 pub mod policies;
 pub mod routes;
 pub mod scope;
+mod stored;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{Entities, Entity, EntityTypeName};
+use cedar_policy::{Entities, Entity, EntityTypeName, PolicySet};
 
 use crate::config::{Authorization, yaml};
 use crate::tenants::{Directory, Tenant};
@@ -22,6 +23,7 @@ use decide::{Decision, Inputs, Types};
 use policies::PolicyStore;
 use routes::Routes;
 use scope::{Caller, Narrowing};
+use stored::OwnSet;
 
 /// Cloning is cheap (shared parts, a persistent per-tenant map), so that one tenant's change
 /// makes a new `Authz` in time flat in the number of tenants.
@@ -32,8 +34,8 @@ pub struct Authz {
     types: Arc<Types>,
     /// The schema's action entities when it groups actions (`action in ...`), else none.
     hierarchy: Arc<[Entity]>,
-    /// Per tenant: its entity, and the action hierarchy if the schema has one.
-    tenants: imbl::HashMap<Arc<str>, Arc<Entities>>,
+    /// Per tenant: its entities, and its set when it has stored policies.
+    tenants: imbl::HashMap<Arc<str>, Arc<TenantAuthz>>,
     narrowing: Arc<Narrowing>,
     /// Shared by the `Authz` of every tenant change of one load; keyed by the tenant's revision.
     cache: Option<moka::sync::Cache<String, Arc<Decision>>>,
@@ -41,15 +43,27 @@ pub struct Authz {
     pub warnings: Arc<[String]>,
 }
 
-/// A tenant's entity, with the action hierarchy.
-fn tenant_entities(
+/// What one tenant's decisions are made with.
+struct TenantAuthz {
+    /// Its entity, and the action hierarchy if the schema has one.
+    entities: Entities,
+    /// Its set, when it has policies of the store.
+    own: Option<OwnSet>,
+}
+
+/// A tenant's entity, with the action hierarchy, and its set of stored policies.
+fn tenant_authz(
     types: &Types,
     hierarchy: &[Entity],
+    policies: &PolicyStore,
     tenant: &Tenant,
-) -> Result<Entities, String> {
-    let entity = decide::tenant_entity(types, tenant)?;
+) -> Result<TenantAuthz, Vec<String>> {
+    let entity = decide::tenant_entity(types, tenant).map_err(|e| vec![e])?;
     let all = hierarchy.iter().cloned().chain([entity]);
-    Entities::from_entities(all, None).map_err(|e| format!("tenant {}: {e}", tenant.id))
+    let entities = Entities::from_entities(all, None)
+        .map_err(|e| vec![format!("tenant {}: {e}", tenant.id)])?;
+    let own = stored::compile(policies, tenant)?;
+    Ok(TenantAuthz { entities, own })
 }
 
 fn type_name(name: &str) -> Result<EntityTypeName, String> {
@@ -180,11 +194,11 @@ impl Authz {
         };
         let mut tenants = imbl::HashMap::new();
         for tenant in directory.tenants() {
-            match tenant_entities(&types, &hierarchy, tenant) {
+            match tenant_authz(&types, &hierarchy, &policies, tenant) {
                 Ok(base) => {
                     tenants.insert(tenant.id.clone(), Arc::new(base));
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.extend(e),
             }
         }
         let narrowing = Narrowing::new(actions, types.role.clone(), types.tenant.clone());
@@ -209,9 +223,10 @@ impl Authz {
         })
     }
 
-    /// This `Authz` with `tenant`'s entity added or replaced; nothing else is rebuilt.
-    pub(crate) fn with_tenant(&self, tenant: &Tenant) -> Result<Authz, String> {
-        let base = tenant_entities(&self.types, &self.hierarchy, tenant)?;
+    /// This `Authz` with `tenant`'s entity and stored policies added or replaced; nothing else
+    /// is rebuilt. `Err`: every reason the tenant cannot be served, as `check` words it.
+    pub(crate) fn with_tenant(&self, tenant: &Tenant) -> Result<Authz, Vec<String>> {
+        let base = tenant_authz(&self.types, &self.hierarchy, &self.policies, tenant)?;
         let mut next = self.clone();
         next.tenants.insert(tenant.id.clone(), Arc::new(base));
         Ok(next)
@@ -241,6 +256,26 @@ impl Authz {
         }
     }
 
+    /// The set a tenant's requests are evaluated against, and its name among the sets: its
+    /// stored policies' set, its policy directory's, or the global one.
+    pub(crate) fn set_for<'a>(&'a self, tenant: &'a str) -> (&'a str, &'a PolicySet) {
+        match self.tenants.get(tenant).and_then(|t| t.own.as_ref()) {
+            Some(own) => (&own.key, &own.set),
+            None => self.policies.set_for(tenant),
+        }
+    }
+
+    /// Where a policy of `tenant`'s set is written: `file:line`, or
+    /// `/tenants/{id}/policies/{name}:line` for a stored one.
+    pub fn location(&self, tenant: &str, id: &str) -> Option<&str> {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.own.as_ref())
+            .and_then(|own| own.locations.get(id))
+            .map(String::as_str)
+            .or_else(|| self.policies.location(id))
+    }
+
     /// Decides a request; the flag says whether the decision came from the cache.
     pub fn decide(&self, inputs: &Inputs<'_>) -> (Arc<Decision>, bool) {
         let key = self.cache.as_ref().map(|_| inputs.cache_key());
@@ -257,10 +292,15 @@ impl Authz {
                     roles: &p.roles,
                     tenant: p.tenant.as_deref(),
                 };
-                let (set_key, set) = self.policies.set_for(&inputs.tenant.id);
+                let (set_key, set) = self.set_for(&inputs.tenant.id);
                 let action = self.types.action(inputs.action);
                 let narrowed = self.narrowing.narrow(set_key, set, &action, &caller);
-                Arc::new(decide::evaluate(&self.types, base, &narrowed, inputs))
+                Arc::new(decide::evaluate(
+                    &self.types,
+                    &base.entities,
+                    &narrowed,
+                    inputs,
+                ))
             }
             None => Arc::new(Decision {
                 allowed: false,

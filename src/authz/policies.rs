@@ -60,28 +60,36 @@ fn parse_message(error: &cedar_policy::ParseErrors) -> String {
     message
 }
 
-/// Parses one file into policies renamed to their `@id`, recording each one's location and its
-/// text in `inputs`.
+/// Reads and parses one file, recording its text in `inputs`.
 fn load_file(
     path: &Path,
     sources: &mut Sources,
     inputs: &mut Inputs,
     errors: &mut Vec<String>,
 ) -> Vec<Policy> {
-    let file = path.display();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let text: Arc<str> = match std::fs::read_to_string(path) {
+        Ok(text) => Arc::from(text.as_str()),
         Err(e) => {
-            errors.push(format!("{file}: cannot read: {e}"));
+            errors.push(format!("{}: cannot read: {e}", path.display()));
             return Vec::new();
         }
     };
-    let shared: Arc<str> = Arc::from(text.as_str());
-    inputs.push((path.to_path_buf(), shared.clone()));
-    let set = match PolicySet::from_str(&text) {
+    inputs.push((path.to_path_buf(), text.clone()));
+    parse(&path.display().to_string(), &text, sources, errors)
+}
+
+/// Parses the text of one file (named `file` in locations and errors) into policies renamed to
+/// their `@id`, recording each one's location and text in `sources`.
+pub(super) fn parse(
+    file: &str,
+    text: &Arc<str>,
+    sources: &mut Sources,
+    errors: &mut Vec<String>,
+) -> Vec<Policy> {
+    let set = match PolicySet::from_str(text) {
         Ok(set) => set,
         Err(e) => {
-            let line = error_line(&text, &e)
+            let line = error_line(text, &e)
                 .map(|l| format!(":{l}"))
                 .unwrap_or_default();
             errors.push(format!("{file}{line}: {}", parse_message(&e)));
@@ -118,7 +126,7 @@ fn load_file(
         let line = text
             .match_indices(&needle)
             .nth(*nth)
-            .map_or(1, |(offset, _)| line_at(&text, offset + 1));
+            .map_or(1, |(offset, _)| line_at(text, offset + 1));
         *nth += 1;
         let location = format!("{file}:{line}");
         if let Some(previous) = sources.locations.insert(id.to_string(), location.clone()) {
@@ -128,7 +136,7 @@ fn load_file(
         }
         sources
             .texts
-            .insert(id.to_string(), (file.to_string(), shared.clone()));
+            .insert(id.to_string(), (file.to_string(), text.clone()));
         policies.push(policy.new_id(PolicyId::new(id)));
     }
     policies

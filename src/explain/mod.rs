@@ -158,11 +158,12 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
     let result =
         pipeline::decide(&JwksCache::new(), &metrics, None, snapshot, &mut ctx, input).await;
     let decision = ctx.decision.clone();
+    let tenant_id = ask.tenant;
     let locate = |id: &String| {
         let at = snapshot
             .authz
             .as_ref()
-            .and_then(|a| a.policies.location(id))
+            .and_then(|a| a.location(tenant_id, id))
             .unwrap_or("?");
         (id.clone(), at.to_string())
     };
@@ -185,7 +186,7 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
             .is_some_and(|d| !d.allowed && d.policies.is_empty() && d.errors.is_empty());
     let unmatched = match (&snapshot.authz, &ctx.route, &tenant, &principal) {
         (Some(authz), Some(route), Some(tenant), Some(p)) if default_deny => {
-            let (_, set) = authz.policies.set_for(&tenant.id);
+            let (_, set) = authz.set_for(&tenant.id);
             why::unmatched_permits(set, route, p, |id| locate(&id.to_string()).1)
         }
         _ => Vec::new(),

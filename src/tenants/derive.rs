@@ -101,6 +101,7 @@ pub(crate) fn derive(
             domains.push(host);
         }
     }
+    policy_names(&spec, origin, fail);
     let issuers = issuers(&spec, rules.identity, fail);
     let Some(plan) = rules.plans.get(&spec.plan).cloned() else {
         let known: Vec<&str> = rules.plans.keys().map(String::as_str).collect();
@@ -113,6 +114,48 @@ pub(crate) fn derive(
     let mut tenant = effective(spec, domains, origin, revision, plan, fail);
     tenant.issuers = issuers;
     Some(tenant)
+}
+
+/// The most policy files a tenant of the store may have.
+const MAX_POLICY_FILES: usize = 100;
+
+/// Whether a policy file's name can be a path segment and a file stem: a-z, 0-9, `-`, `_`.
+pub fn valid_policy_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A tenant's own policy files: only in the store (a file tenant's are files of the policies
+/// directory), well named, and not too many. Their Cedar is checked by `authz`, which has the
+/// schema.
+fn policy_names(spec: &Spec, origin: Origin, fail: &mut dyn FnMut(&str, String)) {
+    if spec.policies.is_empty() {
+        return;
+    }
+    if origin == Origin::File {
+        fail(
+            ".policies",
+            format!(
+                "a tenant of the tenants file keeps its policies as files in the policies directory's tenants/{}/",
+                spec.id
+            ),
+        );
+        return;
+    }
+    if spec.policies.len() > MAX_POLICY_FILES {
+        fail(
+            ".policies",
+            format!("at most {MAX_POLICY_FILES} policy files a tenant"),
+        );
+    }
+    for name in spec.policies.keys().filter(|n| !valid_policy_name(n)) {
+        fail(
+            &format!(".policies.{name}"),
+            "a policy file's name is a-z, 0-9, '-' and '_', at most 64 characters".into(),
+        );
+    }
 }
 
 /// The tenant's identity providers, compiled; an issuer is named once, and never a global one.

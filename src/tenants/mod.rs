@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::config::Tenancy;
 use crate::identity::{TenantIssuer, TenantIssuers};
 
-pub use derive::IssuerRules;
+pub use derive::{IssuerRules, valid_policy_name};
 pub use plans::Plan;
 pub use spec::{Spec, Status};
 pub use tenant::{Origin, Tenant};

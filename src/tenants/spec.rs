@@ -38,6 +38,10 @@ pub struct Spec {
     /// The tenant's own OIDC issuers, whose tokens act on this tenant only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_providers: Vec<IdentityProvider>,
+    /// Its own Cedar policy files, by name (a tenant of the store; written through
+    /// `/tenants/{id}/policies/{name}`, shown by name only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,7 @@ mod structure;
 mod tenancy;
 mod tenant_api;
 mod tenant_idp;
+mod tenant_policies;
 mod tenant_replicas;
 mod tls;
 mod upgrade;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::admin::{admin, call};
 use crate::support::fixture::{self, Keys};
-use crate::support::tollgate::{ADMIN_TOKEN, check, cli};
+use crate::support::tollgate::{ADMIN_TOKEN, cli};
 use crate::support::{Options, Tollgate, Upstream, get};
 
 fn options(keys: &Keys, store: Option<&str>) -> Options {
@@ -132,18 +132,7 @@ async fn an_invalid_tenant_gets_422_with_the_messages_check_gives() {
         let errors = reply.errors();
         assert!(!errors.is_empty(), "{}", reply.body);
         // `check` says the same of the same tenant in the file.
-        let dir = tempfile::tempdir().unwrap();
-        let tenants = format!("{}  - {line}\n", fixture::TENANTS);
-        std::fs::write(dir.path().join("tenants.yaml"), tenants).unwrap();
-        std::fs::write(dir.path().join("plans.yaml"), fixture::PLANS).unwrap();
-        let main = dir.path().join("tollgate.yaml");
-        std::fs::write(
-            &main,
-            "upstream: { url: \"http://127.0.0.1:1\" }\ntenancy: { tenants_file: tenants.yaml, plans_file: plans.yaml }\n",
-        )
-        .unwrap();
-        let (ok, out) = check(&[&main]);
-        assert!(!ok, "{out}");
+        let out = fixture::check_fails(line, &[], "");
         for error in &errors {
             let (key, message) = error.split_once(": ").unwrap();
             assert!(

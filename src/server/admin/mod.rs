@@ -25,6 +25,7 @@ use crate::state::Shared;
 
 mod answers;
 mod tenant_changes;
+mod tenant_policies;
 mod tenants;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {

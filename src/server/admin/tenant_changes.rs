@@ -6,22 +6,24 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{IF_MATCH, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::answers::{Answer, not_found, problem, respond, view, with_etag};
+use super::answers::{Answer, not_found, problem, read_body, respond, view, with_etag, written};
 use crate::audit::record::{AdminChange, Kind, Record};
 use crate::live;
 use crate::state::Shared;
 use crate::tenants::store::{Expect, Outcome, Store, Write};
 use crate::tenants::{Origin, Spec};
 
-/// The largest tenant body accepted.
-const MAX_BODY: usize = 1 << 20;
+/// What the API shows of a tenant besides what it was written as, ignored in a body: where it
+/// lives, its revision, whether it is served, and its policy files' names (they change through
+/// `/tenants/{id}/policies/{name}`, and a tenant written here keeps them).
+const DERIVED: [&str; 5] = ["origin", "revision", "served", "errors", "policies"];
 
 /// The revision an `If-Match` names (`"7"` or `7`), if any; `Err` when it is not one.
-fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Answer> {
+pub(super) fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Answer> {
     let Some(value) = req.headers().get(IF_MATCH) else {
         return Ok(None);
     };
@@ -43,18 +45,7 @@ fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Answer> {
 
 /// The body as a JSON object; the fields the API adds on the way out are ignored on the way in.
 async fn body(req: Request<Incoming>) -> Result<serde_json::Map<String, Value>, Answer> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
-            problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "a tenant body is at most 1 MiB",
-                &[],
-            )
-        })?
-        .to_bytes();
+    let bytes = read_body(req, "a tenant body").await?;
     let mut object = match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(object)) => object,
         Ok(_) => return Err(invalid(vec!["the body must be a JSON object".into()])),
@@ -67,13 +58,13 @@ async fn body(req: Request<Incoming>) -> Result<serde_json::Map<String, Value>, 
             ));
         }
     };
-    for derived in ["origin", "revision", "served", "errors"] {
+    for derived in DERIVED {
         object.remove(derived);
     }
     Ok(object)
 }
 
-fn invalid(errors: Vec<String>) -> Answer {
+pub(super) fn invalid(errors: Vec<String>) -> Answer {
     problem(
         StatusCode::UNPROCESSABLE_ENTITY,
         "tenant-invalid",
@@ -96,12 +87,15 @@ fn spec(object: serde_json::Map<String, Value>) -> Result<Spec, Answer> {
 }
 
 /// What a change request asks for: the action's name, the write and what it expects.
-struct Asked {
-    action: &'static str,
-    id: String,
-    write: Write,
-    expect: Expect,
-    before: Option<Value>,
+pub(super) struct Asked {
+    pub action: &'static str,
+    pub id: String,
+    pub write: Write,
+    pub expect: Expect,
+    /// The tenant as shown before (`None`: it is created), unless `audited` is given.
+    pub before: Option<Value>,
+    /// What the audit record shows changed, before and after, when not the whole tenant.
+    pub audited: Option<(Option<Value>, Option<Value>)>,
 }
 
 /// POST (`id` `None`), PUT, PATCH and DELETE.
@@ -111,13 +105,8 @@ pub(super) async fn change(
     credential: String,
     id: Option<String>,
 ) -> Answer {
-    if matches!(*shared.tenant_store, Store::Files) {
-        return problem(
-            StatusCode::CONFLICT,
-            "tenant-read-only",
-            "tenancy.store is files: tenants change in the tenants file (set tenancy.store to embedded or redis for the API)",
-            &[],
-        );
+    if let Err(answer) = writable(shared) {
+        return answer;
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -125,66 +114,14 @@ pub(super) async fn change(
         Ok(asked) => asked,
         Err(answer) => return answer,
     };
-    let (id, action, before) = (asked.id.clone(), asked.action, asked.before.clone());
-    let outcome = match live::write(shared, &id, asked.write, asked.expect).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::error!(error = %e, tenant = %id, "a tenant change could not be written");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "tenant-store-unavailable",
-                "the tenant store cannot be written now; nothing was changed",
-                &[],
-            );
-        }
+    let (id, created) = (asked.id.clone(), asked.before.is_none());
+    let (revision, after) = match commit(shared, &method, path, credential, asked).await {
+        Ok(done) => done,
+        Err(answer) => return answer,
     };
-    let revision = match outcome {
-        Outcome::Written(revision) => revision,
-        Outcome::Conflict(at) if method == Method::POST => {
-            return problem(
-                StatusCode::CONFLICT,
-                "tenant-exists",
-                &format!("tenant {id} exists (revision {at}); PUT replaces it"),
-                &[],
-            );
-        }
-        Outcome::Conflict(at) => {
-            return problem(
-                StatusCode::PRECONDITION_FAILED,
-                "tenant-changed",
-                &format!("tenant {id} changed meanwhile (now revision {at}); read it again"),
-                &[],
-            );
-        }
-        Outcome::Missing => return not_found(&id),
-        Outcome::DomainTaken(domain, owner) => {
-            return invalid(vec![format!(
-                "domains: {domain:?} already belongs to {owner}"
-            )]);
-        }
-    };
-    let snapshot = shared.snapshot.load_full();
-    let after = view(&snapshot, &id).map(|(value, _, _)| value);
-    if let Some(auditor) = &shared.auditor {
-        let mut record = Record::new(Kind::Admin, uuid::Uuid::now_v7().to_string());
-        record.tenant = Some(id.as_str().into());
-        record.http.method = method.to_string();
-        record.http.path = path;
-        record.admin = Some(AdminChange {
-            credential,
-            action,
-            revision,
-            before: before.clone(),
-            after: after.clone(),
-        });
-        if auditor.record(record).await.is_err() {
-            tracing::error!(tenant = %id, revision, "the audit record of a tenant change was lost");
-        }
-    }
-    tracing::info!(tenant = %id, action, revision, "tenant changed");
     match after {
         Some(value) => {
-            let status = if before.is_none() {
+            let status = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -195,12 +132,101 @@ pub(super) async fn change(
             }
             response
         }
-        None => {
-            let mut response = Box::new(Response::new(Full::new(Bytes::new())));
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
+        None => no_content(),
+    }
+}
+
+pub(super) fn no_content() -> Answer {
+    let mut response = Box::new(Response::new(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// `Err` (409 `tenant-read-only`) when the store keeps no tenants.
+pub(super) fn writable(shared: &Shared) -> Result<(), Answer> {
+    if matches!(*shared.tenant_store, Store::Files) {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "tenant-read-only",
+            "tenancy.store is files: tenants change in the tenants file (set tenancy.store to embedded or redis for the API)",
+            &[],
+        ));
+    }
+    Ok(())
+}
+
+/// Writes an asked change through the store, applies it here and audits it (`audited`, when
+/// given, replaces the tenant's before and after in the record). The revision written and the
+/// tenant as it is now shown (`None`: deleted).
+pub(super) async fn commit(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: String,
+    credential: String,
+    asked: Asked,
+) -> Result<(u64, Option<Value>), Answer> {
+    let (id, action) = (asked.id.clone(), asked.action);
+    let outcome = match live::write(shared, &id, asked.write, asked.expect).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(error = %e, tenant = %id, "a tenant change could not be written");
+            return Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant-store-unavailable",
+                "the tenant store cannot be written now; nothing was changed",
+                &[],
+            ));
+        }
+    };
+    let revision = match outcome {
+        Outcome::Written(revision) => revision,
+        Outcome::Conflict(at) if *method == Method::POST => {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "tenant-exists",
+                &format!("tenant {id} exists (revision {at}); PUT replaces it"),
+                &[],
+            ));
+        }
+        Outcome::Conflict(at) => {
+            return Err(problem(
+                StatusCode::PRECONDITION_FAILED,
+                "tenant-changed",
+                &format!("tenant {id} changed meanwhile (now revision {at}); read it again"),
+                &[],
+            ));
+        }
+        Outcome::Missing => return Err(not_found(&id)),
+        Outcome::DomainTaken(domain, owner) => {
+            return Err(invalid(vec![format!(
+                "domains: {domain:?} already belongs to {owner}"
+            )]));
+        }
+    };
+    let snapshot = shared.snapshot.load_full();
+    let after = view(&snapshot, &id).map(|(value, _, _)| value);
+    if let Some(auditor) = &shared.auditor {
+        let mut record = Record::new(Kind::Admin, uuid::Uuid::now_v7().to_string());
+        record.tenant = Some(id.as_str().into());
+        record.http.method = method.to_string();
+        record.http.path = path;
+        let (before, after) = match asked.audited {
+            Some(changed) => changed,
+            None => (asked.before, after.clone()),
+        };
+        record.admin = Some(AdminChange {
+            credential,
+            action,
+            revision,
+            before,
+            after,
+        });
+        if auditor.record(record).await.is_err() {
+            tracing::error!(tenant = %id, revision, "the audit record of a tenant change was lost");
         }
     }
+    tracing::info!(tenant = %id, action, revision, "tenant changed");
+    Ok((revision, after))
 }
 
 /// Reads and checks a change request: the tenant it names, its body, and what it expects.
@@ -230,6 +256,7 @@ async fn ask(shared: &Shared, req: Request<Incoming>, id: Option<String>) -> Res
             write: Write::Delete,
             expect: expect(Expect::Any),
             before,
+            audited: None,
         });
     }
     let mut object = body(req).await?;
@@ -242,14 +269,15 @@ async fn ask(shared: &Shared, req: Request<Incoming>, id: Option<String>) -> Res
                 Value::Object(o) => o,
                 _ => return Err(invalid(vec!["the patch must be a JSON object".into()])),
             };
-            for derived in ["origin", "revision", "served", "errors"] {
+            for derived in DERIVED {
                 object.remove(derived);
             }
             ("patch", expect(Expect::At(*revision)))
         }
         (&Method::POST, _) => ("create", Expect::Absent),
         (_, None) => ("create", expect(Expect::Any)),
-        (_, Some(_)) => ("replace", expect(Expect::Any)),
+        // At the revision read: the policy files it keeps are exactly those stored.
+        (_, Some((_, _, revision))) => ("replace", expect(Expect::At(*revision))),
     };
     match (&id, object.get("id")) {
         (Some(path_id), Some(Value::String(body_id))) if body_id != path_id => {
@@ -262,7 +290,10 @@ async fn ask(shared: &Shared, req: Request<Incoming>, id: Option<String>) -> Res
         }
         _ => {}
     }
-    let spec = spec(object)?;
+    let mut spec = spec(object)?;
+    if let Some((kept, _, _)) = written(&snapshot, &spec.id) {
+        spec.policies = kept.policies.clone();
+    }
     if method == Method::POST
         && let Some((_, Origin::File, _)) = view(&snapshot, &spec.id)
     {
@@ -281,6 +312,7 @@ async fn ask(shared: &Shared, req: Request<Incoming>, id: Option<String>) -> Res
         write: Write::Put(Box::new(spec), hosts),
         expect,
         before,
+        audited: None,
     })
 }
 

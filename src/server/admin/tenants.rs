@@ -16,12 +16,13 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::answers::{Answer, not_found, problem, respond, view, with_etag};
+use super::answers::{Answer, method_not_allowed, not_found, problem, respond, view, with_etag};
 use super::tenant_changes::change;
+use super::tenant_policies;
 use crate::state::Shared;
 
 /// The most tenants one page lists.
@@ -37,6 +38,21 @@ pub(super) async fn answer(
         .strip_prefix("/tenants/")
         .filter(|id| !id.is_empty() && !id.contains('/'))
         .map(str::to_string);
+    if let Some((id, rest)) = path
+        .strip_prefix("/tenants/")
+        .and_then(|p| p.split_once('/'))
+        .filter(|(id, _)| !id.is_empty())
+    {
+        let name = match rest.strip_prefix("policies") {
+            Some("") => None,
+            Some(name) => match name.strip_prefix('/').filter(|n| !n.contains('/')) {
+                Some(name) => Some(name),
+                None => return no_such(&path),
+            },
+            None => return no_such(&path),
+        };
+        return tenant_policies::answer(shared, req, credential, id, name).await;
+    }
     match (req.method().clone(), id) {
         (Method::GET, None) if path == "/tenants" => list(shared, req.uri().query()),
         (Method::POST, None) if path == "/tenants" => change(shared, req, credential, None).await,
@@ -47,24 +63,18 @@ pub(super) async fn answer(
         (Method::PUT | Method::PATCH | Method::DELETE, Some(id)) => {
             change(shared, req, credential, Some(id)).await
         }
-        (_, id) => {
-            let allow = if id.is_some() {
-                "GET, PUT, PATCH, DELETE"
-            } else {
-                "GET, POST"
-            };
-            let mut response = problem(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                &format!("{path} answers {allow}"),
-                &[],
-            );
-            if let Ok(value) = HeaderValue::from_str(allow) {
-                response.headers_mut().insert(http::header::ALLOW, value);
-            }
-            response
-        }
+        (_, Some(_)) => method_not_allowed(&path, "GET, PUT, PATCH, DELETE"),
+        (_, None) => method_not_allowed(&path, "GET, POST"),
     }
+}
+
+fn no_such(path: &str) -> Answer {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        &format!("{path} is not a resource of the tenant API"),
+        &[],
+    )
 }
 
 /// `GET /tenants`: filters `status`, `plan`, `origin`, `domain`, `prefix` (of the id), a page of

@@ -58,11 +58,30 @@ pub fn call(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> AdminReply {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    send(
+        addr,
+        method,
+        path,
+        token,
+        headers,
+        ("application/json", &body),
+    )
+}
+
+/// `method path` with the admin token and a body of the given content type, as it is.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    (content_type, body): (&str, &str),
+) -> AdminReply {
     let mut stream = std::net::TcpStream::connect(addr).expect("admin listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
@@ -71,7 +90,7 @@ pub fn call(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     ));
     stream.write_all(head.as_bytes()).unwrap();

@@ -169,3 +169,26 @@ pub fn full_stack(keys: &Keys, extra: &str) -> Options {
     options.extra.push_str(extra);
     options
 }
+
+/// What `tollgate check` says of a deployment of the fixture's plans, its tenants and the tenant
+/// line `tenant`, and `files` (name, text); `extra` is added to the main file. It must fail.
+pub fn check_fails(tenant: &str, files: &[(String, String)], extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let tenants = format!("{TENANTS}  - {tenant}\n");
+    std::fs::write(dir.path().join("tenants.yaml"), tenants).unwrap();
+    std::fs::write(dir.path().join("plans.yaml"), PLANS).unwrap();
+    let main = dir.path().join("tollgate.yaml");
+    std::fs::write(
+        &main,
+        format!("upstream: {{ url: \"http://127.0.0.1:1\" }}\ntenancy: {{ tenants_file: tenants.yaml, plans_file: plans.yaml }}\n{extra}"),
+    )
+    .unwrap();
+    let (ok, out) = super::tollgate::check(&[&main]);
+    assert!(!ok, "{out}");
+    out
+}
