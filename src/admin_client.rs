@@ -11,13 +11,14 @@ pub struct Answer {
     pub body: String,
 }
 
-/// `method path` at `addr`; `Ok(None)` when nothing listens there.
+/// `method path` at `addr`, with a body of a content type; `Ok(None)` when nothing listens
+/// there.
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
-    body: Option<&str>,
+    body: Option<(&str, &str)>,
 ) -> Result<Option<Answer>, String> {
     let timeout = Duration::from_secs(10);
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
@@ -27,14 +28,15 @@ pub fn request(
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let body = body.unwrap_or_default();
-    let content = if body.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        )
+    let (content, body) = match body {
+        Some((content_type, body)) => (
+            format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ),
+            body,
+        ),
+        None => (String::new(), ""),
     };
     write!(
         stream,

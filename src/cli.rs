@@ -291,6 +291,28 @@ pub enum TenantsCommand {
     Resume { id: String },
     /// Delete a tenant of the store.
     Delete { id: String },
+    /// A tenant's own Cedar policy files (tenants of the store).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// The names of a tenant's policy files.
+    List { id: String },
+    /// Print one policy file.
+    Get { id: String, name: String },
+    /// Validate FILE against the schema and make it the tenant's policy file NAME.
+    Put {
+        id: String,
+        name: String,
+        #[arg(long = "file", short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Remove a tenant's policy file.
+    Delete { id: String, name: String },
 }
 
 #[derive(Subcommand)]

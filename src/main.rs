@@ -281,6 +281,15 @@ fn tenants(admin: &tollgate::cli::AdminArgs, command: tollgate::cli::TenantsComm
         C::Suspend { id } => t::set_status(&api, id, "suspended"),
         C::Resume { id } => t::set_status(&api, id, "active"),
         C::Delete { id } => t::delete(&api, id),
+        C::Policy { command } => {
+            use tollgate::cli::PolicyCommand as P;
+            match command {
+                P::List { id } => t::policies(&api, id),
+                P::Get { id, name } => t::policy(&api, id, name),
+                P::Put { id, name, file } => t::put_policy(&api, id, name, file),
+                P::Delete { id, name } => t::delete_policy(&api, id, name),
+            }
+        }
     };
     match done {
         Ok(done) if done.refused => {

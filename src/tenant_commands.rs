@@ -1,6 +1,6 @@
 //! `tollgate tenants`: the tenant lifecycle API from the command line. `apply` reads YAML or
 //! JSON (one tenant, a list, or a tenants file's `tenants:`) and PUTs each tenant; `suspend` and
-//! `resume` patch the status. The API's refusals are printed as it words them (every message of
+//! `resume` patch the status; `policy` lists, reads, puts and deletes a tenant's policy files. The API's refusals are printed as it words them (every message of
 //! a 422), and the exit code is 1.
 
 use std::net::SocketAddr;
@@ -25,7 +25,15 @@ pub struct Done {
 impl Admin<'_> {
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, String> {
         let body = body.map(Value::to_string);
-        request(self.addr, method, path, self.token, body.as_deref())?.ok_or_else(|| {
+        self.send(
+            method,
+            path,
+            body.as_deref().map(|b| ("application/json", b)),
+        )
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<(&str, &str)>) -> Result<Answer, String> {
+        request(self.addr, method, path, self.token, body)?.ok_or_else(|| {
             format!(
                 "no Tollgate admin listener answers at {} (--admin)",
                 self.addr
@@ -46,6 +54,21 @@ fn refusal(id: &str, answer: &Answer) -> String {
         text.push_str(&format!("\n  {}", error.as_str().unwrap_or_default()));
     }
     text
+}
+
+/// `output` when the API answered `status`, else its refusal of `id`.
+fn answered(answer: Answer, status: u16, id: &str, output: impl FnOnce(String) -> String) -> Done {
+    if answer.status == status {
+        Done {
+            output: output(answer.body),
+            refused: false,
+        }
+    } else {
+        Done {
+            output: refusal(id, &answer),
+            refused: true,
+        }
+    }
 }
 
 pub fn list(
@@ -109,17 +132,7 @@ pub fn list(
 
 pub fn get(admin: &Admin<'_>, id: &str) -> Result<Done, String> {
     let answer = admin.call("GET", &format!("/tenants/{id}"), None)?;
-    Ok(if answer.status == 200 {
-        Done {
-            output: answer.body,
-            refused: false,
-        }
-    } else {
-        Done {
-            output: refusal(id, &answer),
-            refused: true,
-        }
-    })
+    Ok(answered(answer, 200, id, |body| body))
 }
 
 /// PATCHes `status`.
@@ -129,32 +142,58 @@ pub fn set_status(admin: &Admin<'_>, id: &str, status: &str) -> Result<Done, Str
         &format!("/tenants/{id}"),
         Some(&json!({ "status": status })),
     )?;
-    Ok(if answer.status == 200 {
-        Done {
-            output: format!("{id}: {status}"),
-            refused: false,
-        }
-    } else {
-        Done {
-            output: refusal(id, &answer),
-            refused: true,
-        }
-    })
+    Ok(answered(answer, 200, id, |_| format!("{id}: {status}")))
 }
 
 pub fn delete(admin: &Admin<'_>, id: &str) -> Result<Done, String> {
     let answer = admin.call("DELETE", &format!("/tenants/{id}"), None)?;
-    Ok(if answer.status == 204 {
-        Done {
-            output: format!("{id}: deleted"),
-            refused: false,
-        }
-    } else {
-        Done {
-            output: refusal(id, &answer),
-            refused: true,
-        }
-    })
+    Ok(answered(answer, 204, id, |_| format!("{id}: deleted")))
+}
+
+/// `tenants policy list`: the names of a tenant's policy files, one a line.
+pub fn policies(admin: &Admin<'_>, id: &str) -> Result<Done, String> {
+    let answer = admin.call("GET", &format!("/tenants/{id}/policies"), None)?;
+    Ok(answered(answer, 200, id, |body| {
+        let listed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let names: Vec<&str> = listed["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        names.join("\n")
+    }))
+}
+
+/// `tenants policy get`: one file's text, as stored.
+pub fn policy(admin: &Admin<'_>, id: &str, name: &str) -> Result<Done, String> {
+    let answer = admin.call("GET", &format!("/tenants/{id}/policies/{name}"), None)?;
+    Ok(answered(answer, 200, id, |body| {
+        body.trim_end().to_string()
+    }))
+}
+
+/// `tenants policy put`: the file `path` as the tenant's policy file `name`.
+pub fn put_policy(admin: &Admin<'_>, id: &str, name: &str, path: &Path) -> Result<Done, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let answer = admin.send(
+        "PUT",
+        &format!("/tenants/{id}/policies/{name}"),
+        Some(("text/plain; charset=utf-8", &text)),
+    )?;
+    let created = answer.status == 201;
+    let status = if created { 201 } else { 200 };
+    Ok(answered(answer, status, id, |_| {
+        let what = if created { "created" } else { "replaced" };
+        format!("{id}/{name}: {what}")
+    }))
+}
+
+pub fn delete_policy(admin: &Admin<'_>, id: &str, name: &str) -> Result<Done, String> {
+    let answer = admin.call("DELETE", &format!("/tenants/{id}/policies/{name}"), None)?;
+    Ok(answered(answer, 204, id, |_| {
+        format!("{id}/{name}: deleted")
+    }))
 }
 
 /// The tenants of a file: one tenant, a list of them, or a tenants file.

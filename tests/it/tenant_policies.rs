@@ -10,7 +10,7 @@ use crate::authz::shipped_policy_files;
 use crate::support::admin::{AdminReply, admin, send};
 use crate::support::fixture::{self, Keys, bearer, claims, sign};
 use crate::support::redis::RedisServer;
-use crate::support::tollgate::ADMIN_TOKEN;
+use crate::support::tollgate::{ADMIN_TOKEN, cli};
 use crate::support::{Options, Tollgate, Upstream, eventually, get};
 
 const AUDITORS: &str = "// Auditors read everything.\n@id(\"newt-auditors-read\")\npermit (principal in Role::\"auditor\", action == Action::\"read\", resource);\n";
@@ -339,4 +339,73 @@ fn a_tenant_of_the_file_keeps_its_policies_in_the_policies_directory() {
         out.contains("(newt).policies: a tenant of the tenants file keeps its policies as files in the policies directory's tenants/newt/"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_puts_reads_lists_and_deletes_a_tenants_policy_files() {
+    let keys = Keys::generate();
+    let upstream = Upstream::start().await;
+    let tollgate = Tollgate::start(upstream.addr, embedded(&keys));
+    create(&tollgate, "newt");
+    let admin_addr = tollgate.admin.to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "tenants",
+            "--admin",
+            &admin_addr,
+            "--token",
+            ADMIN_TOKEN,
+            "policy",
+        ];
+        all.extend_from_slice(args);
+        cli(&all, &[])
+    };
+    let file = tollgate.path("auditors.cedar");
+    std::fs::write(&file, AUDITORS).unwrap();
+    let file = file.to_str().unwrap();
+    let put = run(&["put", "newt", "auditors", "-f", file]);
+    assert_eq!(
+        (put.code, put.stdout.as_str()),
+        (Some(0), "newt/auditors: created"),
+        "{}",
+        put.stderr
+    );
+    assert_eq!(read(&tollgate, &keys, "newt", &["auditor"]).await, 200);
+    let again = run(&["put", "newt", "auditors", "-f", file]);
+    assert_eq!(again.stdout, "newt/auditors: replaced", "{}", again.stderr);
+    assert_eq!(run(&["list", "newt"]).stdout, "auditors");
+    assert_eq!(
+        run(&["get", "newt", "auditors"]).stdout,
+        AUDITORS.trim_end()
+    );
+
+    // A refusal prints every message of the 422 and exits 1; nothing changes.
+    let bad = tollgate.path("bad.cedar");
+    std::fs::write(
+        &bad,
+        "@id(\"x\")\npermit (principal, action, resource) when { resource.nope };\n",
+    )
+    .unwrap();
+    let refused = run(&["put", "newt", "auditors", "-f", bad.to_str().unwrap()]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("newt: 422")
+            && refused
+                .stderr
+                .contains("/tenants/newt/policies/auditors:2: policy \"x\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(read(&tollgate, &keys, "newt", &["auditor"]).await, 200);
+
+    let deleted = run(&["delete", "newt", "auditors"]);
+    assert_eq!(
+        deleted.stdout, "newt/auditors: deleted",
+        "{}",
+        deleted.stderr
+    );
+    assert_eq!(read(&tollgate, &keys, "newt", &["auditor"]).await, 403);
+    let missing = run(&["get", "newt", "auditors"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(missing.stderr.contains("newt: 404"), "{}", missing.stderr);
 }

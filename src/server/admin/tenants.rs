@@ -8,6 +8,7 @@
 //! | `PUT /tenants/{id}` | create or replace (`If-Match` makes it conditional) |
 //! | `PATCH /tenants/{id}` | JSON merge patch (RFC 7396) of what was read |
 //! | `DELETE /tenants/{id}` | delete |
+//! | `/tenants/{id}/policies[/{name}]` | its own policy files (`tenant_policies.rs`) |
 //!
 //! A body is held to the rules of `tenants.yaml`, with the messages `check` gives (422
 //! `tenant-invalid`, every message in `errors`). File tenants are read-only here (409
