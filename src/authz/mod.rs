@@ -292,7 +292,10 @@ impl Authz {
                     roles: &p.roles,
                     tenant: p.tenant.as_deref(),
                 };
-                let (set_key, set) = self.set_for(&inputs.tenant.id);
+                let (set_key, set) = match &base.own {
+                    Some(own) => (own.key.as_str(), &own.set),
+                    None => self.policies.set_for(&inputs.tenant.id),
+                };
                 let action = self.types.action(inputs.action);
                 let narrowed = self.narrowing.narrow(set_key, set, &action, &caller);
                 Arc::new(decide::evaluate(
