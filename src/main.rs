@@ -253,44 +253,12 @@ fn usage(
 /// `tollgate tenants`: 0 when done, 1 when the API refused something, 2 when it could not be
 /// asked (no listener, an unreadable file).
 fn tenants(admin: &tollgate::cli::AdminArgs, command: tollgate::cli::TenantsCommand) -> ExitCode {
-    use tollgate::cli::TenantsCommand as C;
     use tollgate::tenant_commands as t;
     let api = t::Admin {
         addr: admin.admin,
         token: admin.token.as_deref(),
     };
-    let done = match &command {
-        C::List {
-            status,
-            plan,
-            origin,
-            prefix,
-            format,
-        } => t::list(
-            &api,
-            &[
-                ("status", status.as_deref()),
-                ("plan", plan.as_deref()),
-                ("origin", origin.as_deref()),
-                ("prefix", prefix.as_deref()),
-            ],
-            matches!(format, tollgate::cli::UsageFormat::Json),
-        ),
-        C::Get { id } => t::get(&api, id),
-        C::Apply { file } => t::apply(&api, file),
-        C::Suspend { id } => t::set_status(&api, id, "suspended"),
-        C::Resume { id } => t::set_status(&api, id, "active"),
-        C::Delete { id } => t::delete(&api, id),
-        C::Policy { command } => {
-            use tollgate::cli::PolicyCommand as P;
-            match command {
-                P::List { id } => t::policies(&api, id),
-                P::Get { id, name } => t::policy(&api, id, name),
-                P::Put { id, name, file } => t::put_policy(&api, id, name, file),
-                P::Delete { id, name } => t::delete_policy(&api, id, name),
-            }
-        }
-    };
+    let done = t::run(&api, &command);
     match done {
         Ok(done) if done.refused => {
             eprintln!("{}", done.output);

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::admin_client::{Answer, request};
+use crate::cli::TenantsCommand;
 
 /// Where the admin API is.
 pub struct Admin<'a> {
@@ -39,6 +40,43 @@ impl Admin<'_> {
                 self.addr
             )
         })
+    }
+}
+
+/// Runs one `tollgate tenants` command.
+pub fn run(admin: &Admin<'_>, command: &TenantsCommand) -> Result<Done, String> {
+    use TenantsCommand as C;
+    match command {
+        C::List {
+            status,
+            plan,
+            origin,
+            prefix,
+            format,
+        } => list(
+            admin,
+            &[
+                ("status", status.as_deref()),
+                ("plan", plan.as_deref()),
+                ("origin", origin.as_deref()),
+                ("prefix", prefix.as_deref()),
+            ],
+            matches!(format, crate::cli::UsageFormat::Json),
+        ),
+        C::Get { id } => get(admin, id),
+        C::Apply { file } => apply(admin, file),
+        C::Suspend { id } => set_status(admin, id, "suspended"),
+        C::Resume { id } => set_status(admin, id, "active"),
+        C::Delete { id } => delete(admin, id),
+        C::Policy { command } => {
+            use crate::cli::PolicyCommand as P;
+            match command {
+                P::List { id } => policies(admin, id),
+                P::Get { id, name } => policy(admin, id, name),
+                P::Put { id, name, file } => put_policy(admin, id, name, file),
+                P::Delete { id, name } => delete_policy(admin, id, name),
+            }
+        }
     }
 }
 
