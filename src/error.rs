@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 
 /// Prefix of every problem `type`. The full URI is a stable identifier clients may match on.
 pub(crate) const PROBLEM_BASE: &str = "https://tollgate.dev/problems/";
@@ -179,10 +178,10 @@ impl Refusal {
     }
 
     /// The `application/problem+json` answer for this refusal.
-    pub(crate) fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, request_id: &HeaderValue) -> Response<Bytes> {
         let status = self.problem.status();
         let body = self.json(request_id);
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut response = Response::new(Bytes::from(body.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

@@ -245,6 +245,21 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: impl Fn(IpAddr) -> 
     client
 }
 
+/// Whether `value` is a W3C trace context `traceparent`: version, trace id, parent id and flags
+/// in lower-case hex (`00-<32>-<16>-<2>`), the ids not all zeros.
+pub fn traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    matches!(parts[..], [version, trace, parent, flags]
+        if hex(version, 2) && version != "ff" && hex(trace, 32) && nonzero(trace)
+            && hex(parent, 16) && nonzero(parent) && hex(flags, 2))
+}
+
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     // An IP address list is always a valid header value; the fallback is unreachable in practice.
     let value = HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("unknown"));

@@ -12,6 +12,7 @@ pub mod demo;
 pub(crate) mod echo;
 pub(crate) mod error;
 pub mod explain;
+pub mod grpc;
 pub mod headers;
 pub mod identity;
 pub mod limits;

@@ -121,6 +121,9 @@ pub struct Record {
     pub shadow: bool,
     pub http: Http,
     pub client: Client,
+    /// The W3C `traceparent` the request carried (well-formed ones only), to find its trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Bytes>,
     /// Microseconds: until decided, until the upstream's response head, until the last byte.
@@ -153,6 +156,7 @@ impl Record {
             shadow: false,
             http: Http::default(),
             client: Client::default(),
+            traceparent: None,
             bytes: None,
             timing_us: Timing::default(),
             admin: None,

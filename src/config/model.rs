@@ -44,6 +44,8 @@ pub struct Authorizer {
     pub gateway: Gateway,
     /// Envoy's `ext_authz` HTTP service sends the original path after this prefix.
     pub envoy_path_prefix: String,
+    /// Served with `server.tls`'s certificate.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -58,6 +58,8 @@ pub(crate) struct RawAuthorizer {
     pub listen: String,
     pub gateway: Option<Gateway>,
     pub envoy_path_prefix: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// The gateway an authorizer listener answers; it decides which hint headers are read.
@@ -70,6 +72,9 @@ pub enum Gateway {
     Traefik,
     /// Envoy `ext_authz` (HTTP service): the original method and path after a prefix.
     Envoy,
+    /// Envoy `ext_authz` (gRPC service, also Istio's `envoyExtAuthzGrpc`): `CheckRequest`.
+    #[serde(rename = "envoy-grpc")]
+    EnvoyGrpc,
 }
 
 impl std::fmt::Display for Gateway {
@@ -78,6 +83,7 @@ impl std::fmt::Display for Gateway {
             Gateway::Nginx => "nginx",
             Gateway::Traefik => "traefik",
             Gateway::Envoy => "envoy",
+            Gateway::EnvoyGrpc => "envoy-grpc",
         })
     }
 }

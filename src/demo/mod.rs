@@ -211,6 +211,7 @@ pub fn authorizers(first: SocketAddr) -> Vec<crate::config::Authorizer> {
             listen: SocketAddr::new(first.ip(), first.port().saturating_add(i as u16)),
             gateway,
             envoy_path_prefix: "/envoy".to_string(),
+            tls: false,
         })
         .collect()
 }

@@ -15,7 +15,7 @@
 
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::config::{Authorizer, Gateway, TenantSource};
@@ -25,6 +25,7 @@ use crate::snapshot::Snapshot;
 use crate::state::Shared;
 
 use super::context::{Context, ProxyBody};
+use super::fixed_body::Fixed;
 use super::{Input, Mode, decide_live};
 
 static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -50,7 +51,7 @@ fn hints(gateway: Gateway) -> &'static [&'static HeaderName] {
     match gateway {
         Gateway::Nginx => &NGINX_HINTS,
         Gateway::Traefik => &TRAEFIK_HINTS,
-        Gateway::Envoy => &[],
+        Gateway::Envoy | Gateway::EnvoyGrpc => &[],
     }
 }
 
@@ -92,8 +93,7 @@ fn original(
     ] {
         if h.contains_key(name) && !own.contains(&name) {
             return Err(malformed(format!(
-                "{name} is not a hint this authorizer reads: it answers {}",
-                gateway.name()
+                "{name} is not a hint this authorizer reads: it answers {gateway}"
             )));
         }
     }
@@ -125,6 +125,12 @@ fn original(
                 format!("/{rest}")
             };
             (request.method().as_str(), rest, None)
+        }
+        // Served by `ext_authz_grpc.rs`; a listener is never both.
+        Gateway::EnvoyGrpc => {
+            return Err(malformed(
+                "this listener answers Envoy's gRPC ext_authz (envoy.service.auth.v3.Authorization/Check)",
+            ));
         }
     };
     let method = Method::from_bytes(method.as_bytes())
@@ -160,16 +166,6 @@ fn original(
     Ok((method, uri, original))
 }
 
-impl Gateway {
-    fn name(self) -> &'static str {
-        match self {
-            Gateway::Nginx => "nginx",
-            Gateway::Traefik => "traefik",
-            Gateway::Envoy => "envoy",
-        }
-    }
-}
-
 /// What the gateway must do with the credentials, in its own terms: an API key never leaves
 /// Tollgate; a verified token travels on unless `identity.forward_token` is false.
 fn credentials(
@@ -199,7 +195,7 @@ fn credentials(
                 response.insert(AUTHORIZATION, value);
             }
         }
-        Gateway::Envoy => {
+        Gateway::Envoy | Gateway::EnvoyGrpc => {
             let names: Vec<&str> = drop_authorization
                 .then_some("authorization")
                 .into_iter()
@@ -253,7 +249,7 @@ pub async fn answer(
     };
     match decided {
         Ok(method) => {
-            let mut response = Response::new(Either::Right(Full::default()));
+            let mut response = Response::new(Either::Right(Fixed::default()));
             *response.status_mut() = StatusCode::OK;
             let h = response.headers_mut();
             let trusted = ctx.tenant.iter().flat_map(|t| &t.headers);
@@ -275,7 +271,7 @@ pub fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
     let problem = HeaderValue::from_str(&refusal.json(&ctx.arrival.request_id).to_string());
     let mut response = refusal
         .into_response(&ctx.arrival.request_id)
-        .map(Either::Right);
+        .map(|body| Either::Right(Fixed::new(body)));
     if let Ok(problem) = problem {
         response.headers_mut().insert(&X_TOLLGATE_PROBLEM, problem);
     }

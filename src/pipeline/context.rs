@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 
 use crate::audit::body::Completing;
 use crate::authz::decide::Decision;
@@ -20,8 +19,12 @@ use crate::state::ConnInfo;
 use crate::tenants::Tenant;
 use crate::upstream::Streamed;
 
+use super::fixed_body::Fixed;
+
 /// A response body: streamed from the upstream, or one of Tollgate's own small answers.
-pub(crate) type ProxyBody = Either<Streamed, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<Streamed, Fixed>;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// What the request said when it arrived, before any stage ran: its connection, its id, and what
 /// the record says of it. No stage changes it.
@@ -39,6 +42,8 @@ pub struct Arrival {
     /// The path as sent (the record's path until the normalize stage gives the canonical one).
     pub path: String,
     pub user_agent: Option<String>,
+    /// The W3C `traceparent`, when the request carried one well-formed.
+    pub traceparent: Option<String>,
 }
 
 /// The matched route, as the record and the metrics name it (shared with the route table).
@@ -103,6 +108,7 @@ impl Context {
         arrival.host = text(http::header::HOST).or_else(|| uri.authority().map(|a| a.to_string()));
         arrival.path = uri.path().to_string();
         arrival.user_agent = text(http::header::USER_AGENT);
+        arrival.traceparent = text(TRACEPARENT).filter(|t| headers::traceparent(t));
     }
 
     /// The context of a request that just arrived on a connection.
@@ -159,6 +165,7 @@ impl Context {
                 host: None,
                 path: String::new(),
                 user_agent: None,
+                traceparent: None,
             },
             stage: Stage::Admission,
             path: None,

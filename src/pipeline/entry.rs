@@ -12,14 +12,15 @@ use hyper::body::Incoming;
 use tokio::sync::SemaphorePermit;
 
 use crate::audit::body::Completing;
-use crate::config::AuditRecords;
+use crate::config::{AuditRecords, Gateway};
 use crate::error::{Problem, Refusal};
 use crate::headers::X_REQUEST_ID;
 use crate::snapshot::Snapshot;
 use crate::state::{ConnInfo, Shared};
 
 use super::context::{Context, ProxyBody, ResponseBody};
-use super::{Input, Mode, admission, authorizer, decide_live, forward, record};
+use super::fixed_body::Fixed;
+use super::{Input, Mode, admission, authorizer, decide_live, ext_authz_grpc, forward, record};
 
 /// Serves one request from start to finish, in the mode its listener says. Never fails: every
 /// refusal becomes an answer.
@@ -31,11 +32,17 @@ pub async fn serve(
     let snapshot = shared.snapshot.load_full();
     let mut ctx = Context::arrived(request.headers(), conn, &snapshot);
     let version = request.version();
+    // The listeners come from the main file, which a reload never changes.
+    let grpc = conn
+        .authorizer
+        .and_then(|i| snapshot.config.authorizers.get(i))
+        .is_some_and(|a| a.gateway == Gateway::EnvoyGrpc);
     let (response, method) = match admit(shared, &snapshot, request.headers()) {
         Err(refusal) => {
             ctx.note(request.uri(), request.headers(), &snapshot);
             let method = request.method().clone();
             let response = match conn.authorizer {
+                Some(_) if grpc => ext_authz_grpc::refused(&mut ctx, refusal),
                 Some(_) => authorizer::refused(&mut ctx, refusal),
                 None => refused(&mut ctx, refusal),
             };
@@ -43,6 +50,7 @@ pub async fn serve(
         }
         // The permit is held until the answer's head is ready.
         Ok(_permit) => match conn.authorizer {
+            Some(_) if grpc => ext_authz_grpc::answer(shared, &snapshot, &mut ctx, request).await,
             Some(listener) => {
                 authorizer::answer(shared, &snapshot, &mut ctx, listener, &request).await
             }
@@ -113,7 +121,7 @@ fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
     ctx.problem = Some(refusal.problem.slug());
     refusal
         .into_response(&ctx.arrival.request_id)
-        .map(Either::Right)
+        .map(|body| Either::Right(Fixed::new(body)))
 }
 
 /// The last step of every request: the request id and rate-limit headers, the metrics, and the

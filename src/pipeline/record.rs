@@ -129,6 +129,7 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
         ip: auditor.client_ip(&ctx.arrival.client_ip.to_string()),
         user_agent: auditor.user_agent(ctx.arrival.user_agent.as_deref()),
     };
+    r.traceparent = ctx.arrival.traceparent.clone();
     r.timing_us.decision = ctx.decided_us;
     r
 }

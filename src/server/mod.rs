@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Auditor;
-use crate::config::Config;
+use crate::config::{Config, Gateway};
 use crate::identity::jwks::JwksCache;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -136,6 +136,12 @@ impl Server {
         let stop_background = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop_background.clone()));
         let flush_interval = config.limits.flush_interval;
+        let listeners: Vec<(bool, bool)> = config
+            .authorizers
+            .iter()
+            .map(|a| (a.tls, a.gateway == Gateway::EnvoyGrpc))
+            .collect();
+        let grpc = Arc::new(conn::Protocols::new(&config.server.limits, true));
         tokio::spawn(crate::reload::run(
             shared.clone(),
             config,
@@ -156,17 +162,20 @@ impl Server {
         let connections = Arc::new(Semaphore::new(max_connections));
         let accept = Accept {
             shared: &shared,
-            http: &http,
             drain: &drain,
             connections: &connections,
             shutdown: &shutdown,
         };
-        let authorizing = authorizers
-            .iter()
-            .enumerate()
-            .map(|(i, listener)| accept.run(listener, None, Some(i)));
+        // gRPC is HTTP/2 (with prior knowledge in plaintext, by ALPN over TLS).
+        let authorizing = authorizers.iter().zip(&listeners).enumerate().map(
+            |(i, (listener, &(tls, grpc_only)))| {
+                let acceptor = acceptor.clone().filter(|_| tls);
+                let protocols = if grpc_only { &grpc } else { &http };
+                accept.run(listener, (acceptor, protocols), Some(i))
+            },
+        );
         tokio::join!(
-            accept.run(&listener, acceptor, None),
+            accept.run(&listener, (acceptor.clone(), &http), None),
             futures_util::future::join_all(authorizing)
         );
 
@@ -187,18 +196,18 @@ impl Server {
 /// What accepting connections needs, for each listener.
 struct Accept<'a> {
     shared: &'a Arc<Shared>,
-    http: &'a Arc<conn::Protocols>,
     drain: &'a CancellationToken,
     connections: &'a Arc<Semaphore>,
     shutdown: &'a CancellationToken,
 }
 
 impl Accept<'_> {
-    /// Accepts until shutdown. `authorizer`: connections get authorizer mode for that listener.
+    /// Accepts until shutdown, with TLS when there is an acceptor, speaking `http`.
+    /// `authorizer`: connections get authorizer mode for that listener.
     async fn run(
         &self,
         listener: &TcpListener,
-        acceptor: Option<TlsAcceptor>,
+        (acceptor, http): (Option<TlsAcceptor>, &Arc<conn::Protocols>),
         authorizer: Option<usize>,
     ) {
         loop {
@@ -233,7 +242,7 @@ impl Accept<'_> {
                 info,
                 acceptor.clone(),
                 self.shared.clone(),
-                self.http.clone(),
+                http.clone(),
                 self.drain.clone(),
                 permit,
             ));

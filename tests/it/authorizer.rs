@@ -17,6 +17,8 @@ pub struct Setup {
     pub nginx: SocketAddr,
     pub envoy: SocketAddr,
     pub traefik: SocketAddr,
+    /// Envoy's gRPC ext_authz.
+    pub grpc: SocketAddr,
     keys: Keys,
 }
 
@@ -40,12 +42,13 @@ pub async fn start_limited(extra: &str, limits: &str) -> Setup {
             { "listen": "127.0.0.1:0", "gateway": "nginx" },
             { "listen": "127.0.0.1:0", "gateway": "envoy", "envoy_path_prefix": "/ext_authz" },
             { "listen": "127.0.0.1:0", "gateway": "traefik" },
+            { "listen": "127.0.0.1:0", "gateway": "envoy-grpc" },
         ]),
     );
     options.limits = limits.into();
     let tollgate = Tollgate::start(upstream.addr, options);
-    let [nginx, envoy, traefik] = tollgate.authorizers[..] else {
-        panic!("three authorizer listeners: {:?}", tollgate.authorizers);
+    let [nginx, envoy, traefik, grpc] = tollgate.authorizers[..] else {
+        panic!("four authorizer listeners: {:?}", tollgate.authorizers);
     };
     Setup {
         upstream,
@@ -53,6 +56,7 @@ pub async fn start_limited(extra: &str, limits: &str) -> Setup {
         nginx,
         envoy,
         traefik,
+        grpc,
         keys,
     }
 }

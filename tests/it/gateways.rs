@@ -157,3 +157,39 @@ pub async fn keeps_secrets_and_reserved_headers_from_the_application(
         }
     }
 }
+
+/// Every client-sent identity header is gone, not only those Tollgate overwrites; the query
+/// travels unchanged; path tricks are judged on the canonical path, which is the one forwarded.
+/// `extra` headers go with the allowed request, whose reply comes back.
+pub async fn forwards_what_was_judged(
+    gateway: SocketAddr,
+    viewer: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut headers = vec![
+        ("host", "acme.app.test"),
+        ("x-user-id", "root"),
+        ("x-tollgate-decision", "allow"),
+    ];
+    headers.extend_from_slice(extra);
+    let public = request(gateway, "GET", "/public/docs?page=2", &headers).await;
+    assert_eq!(public.status, 200, "{:?}", public.body);
+    assert_eq!(public.json()["query"], "page=2");
+    assert_eq!(public.upstream_header("x-user-id"), None);
+    assert_eq!(public.upstream_header("x-tollgate-decision"), None);
+    assert_eq!(
+        public.upstream_header("x-auth-method").as_deref(),
+        Some("anonymous")
+    );
+    let viewing = [("host", "acme.app.test"), ("authorization", viewer)];
+    for trick in ["/public/../admin", "/public/%2e%2e/admin", "//admin"] {
+        request(gateway, "GET", trick, &viewing)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    let acme = [("host", "acme.app.test")];
+    request(gateway, "GET", "/public/a%2Fb", &acme)
+        .await
+        .assert_problem(400, "ambiguous-path");
+    public
+}

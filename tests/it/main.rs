@@ -18,6 +18,7 @@ mod demo;
 mod deploy;
 mod dockerfile;
 mod envoy;
+mod envoy_grpc;
 mod errors;
 mod forwarding;
 mod gateways;

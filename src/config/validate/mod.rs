@@ -56,7 +56,7 @@ pub fn validate(raw: RawConfig, source: &str, base: &Path) -> (Config, Vec<Strin
         .into_iter()
         .filter(|a| a.port() != 0)
         .collect();
-    let authorizers = authorizers(&mut errs, raw.authorizer, &taken);
+    let authorizers = authorizers(&mut errs, raw.authorizer, &taken, server.tls.is_some());
     if authorization.is_some() && tenancy.is_none() {
         errs.push(
             "authorization",

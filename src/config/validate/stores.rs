@@ -158,11 +158,13 @@ pub fn audit(errs: &mut Errors, base: &Path, a: RawAudit) -> Audit {
     }
 }
 
-/// The authorizer listeners; `taken` are the addresses of the other listeners.
+/// The authorizer listeners; `taken` are the addresses of the other listeners, `tls` whether
+/// `server.tls` is configured.
 pub fn authorizers(
     errs: &mut Errors,
     raw: Option<RawAuthorizers>,
     taken: &[SocketAddr],
+    tls: bool,
 ) -> Vec<Authorizer> {
     let mut authorizers: Vec<Authorizer> = Vec::new();
     let many = raw.as_ref().is_some_and(|a| a.0.len() > 1);
@@ -184,7 +186,7 @@ pub fn authorizers(
         let Some(gateway) = a.gateway else {
             errs.push(
                 &format!("{at}.gateway"),
-                "say which gateway asks on this listener (nginx, traefik or envoy): only its hint headers are read",
+                "say which gateway asks on this listener (nginx, traefik, envoy or envoy-grpc): only its hint headers are read",
             );
             continue;
         };
@@ -194,11 +196,18 @@ pub fn authorizers(
                 "only an envoy listener has a path prefix",
             );
         }
+        if a.tls && !tls {
+            errs.push(
+                &format!("{at}.tls"),
+                "an authorizer listener is served with server.tls's certificate: configure server.tls",
+            );
+        }
         let prefix = a.envoy_path_prefix.unwrap_or_else(|| "/envoy".to_string());
         authorizers.push(Authorizer {
             listen,
             gateway,
             envoy_path_prefix: format!("/{}", prefix.trim_matches('/')),
+            tls: a.tls,
         });
     }
     authorizers
