@@ -1,7 +1,7 @@
-//! The Kubernetes examples, a Kustomize base with a sidecar and a standalone overlay, each
-//! rendered by the real `kubectl kustomize`: valid against the Kubernetes schemas
-//! (`kubernetes-validate`), and the configuration they mount is a Tollgate configuration that
-//! `tollgate check` accepts.
+//! The Kubernetes examples, a Kustomize base with a sidecar and a standalone overlay, and the
+//! Istio external authorizer, each rendered by the real `kubectl kustomize`: valid against the
+//! Kubernetes schemas (`kubernetes-validate`; Istio's own kinds are checked here), and the
+//! configuration they mount is a Tollgate configuration that `tollgate check` accepts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,13 +10,18 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-const OVERLAYS: [&str; 2] = ["sidecar", "standalone"];
+/// The kustomizations: the Kubernetes overlays (the sidecar first), and deploy/istio.
+const OVERLAYS: [&str; 3] = ["sidecar", "standalone", "istio"];
 
 /// An overlay as `kubectl kustomize` renders it (scripts/test.sh installs kubectl).
 fn rendered(overlay: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/kubernetes/overlays")
-        .join(overlay);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let kubernetes = deploy.join("kubernetes/overlays").join(overlay);
+    let dir = if kubernetes.is_dir() {
+        kubernetes
+    } else {
+        deploy.join(overlay)
+    };
     let output = Command::new("kubectl")
         .arg("kustomize")
         .arg(&dir)
@@ -36,7 +41,9 @@ fn manifests() -> Vec<(tempfile::TempDir, PathBuf)> {
         .iter()
         .map(|overlay| {
             let dir = tempfile::tempdir().unwrap();
-            let file = dir.path().join(format!("{overlay}.yaml"));
+            let file = dir
+                .path()
+                .join(format!("{}.yaml", overlay.replace('/', "-")));
             std::fs::write(&file, rendered(overlay)).unwrap();
             (dir, file)
         })
@@ -326,4 +333,51 @@ fn both_overlays_serve_the_one_base() {
         "the base's policies, tenancy and API keys"
     );
     assert_eq!(sidecar, shared("standalone"));
+}
+
+#[test]
+fn the_istio_provider_policy_service_and_listener_name_one_another() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/istio");
+    let mesh = documents(&root.join("mesh-config.yaml"));
+    let providers = mesh[0]["spec"]["meshConfig"]["extensionProviders"]
+        .as_sequence()
+        .unwrap();
+    let (_dir, file) = manifests().pop().unwrap();
+    let docs = documents(&file);
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "AuthorizationPolicy")
+        .expect("an AuthorizationPolicy");
+    assert_eq!(policy["spec"]["action"], "CUSTOM");
+    let provider = providers
+        .iter()
+        .find(|p| p["name"] == policy["spec"]["provider"]["name"])
+        .expect("the policy's provider is the mesh's");
+    let grpc = &provider["envoyExtAuthzGrpc"];
+    assert_eq!(grpc["failOpen"], false, "closed when Tollgate is down");
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    let host = format!(
+        "{}.default.svc.cluster.local",
+        service["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(grpc["service"].as_str(), Some(host.as_str()));
+    let port = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == grpc["port"])
+        .expect("the Service has the provider's port");
+    assert_eq!(port["appProtocol"], "grpc");
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "tollgate-istio-config")
+        .unwrap();
+    let tollgate: Value =
+        serde_yaml::from_str(config["data"]["tollgate.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(tollgate["authorizer"]["gateway"], "envoy-grpc");
+    let listen = tollgate["authorizer"]["listen"].as_str().unwrap();
+    assert_eq!(
+        listen.rsplit(':').next(),
+        Some(grpc["port"].as_u64().unwrap().to_string().as_str())
+    );
 }
