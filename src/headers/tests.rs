@@ -180,3 +180,22 @@ fn request_id_kept_from_a_trusted_proxy_when_sane_and_replaced_otherwise() {
     assert_eq!(request_id(&h, true).len(), 36);
     assert_eq!(request_id(&HeaderMap::new(), true).len(), 36);
 }
+
+#[test]
+fn a_traceparent_is_taken_only_when_well_formed() {
+    use crate::headers::traceparent;
+    assert!(traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ));
+    for bad in [
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\" injected",
+    ] {
+        assert!(!traceparent(bad), "{bad:?}");
+    }
+}

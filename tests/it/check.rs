@@ -248,9 +248,20 @@ fn an_authorizer_listener_must_name_its_one_gateway() {
     );
     assert!(output.contains("authorizer[1].listen"), "{output}");
     let (_, ok, output) = check_text(&format!(
-        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18082, gateway: nginx }}\n  - {{ listen: 127.0.0.1:18083, gateway: envoy }}\n"
+        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18082, gateway: nginx }}\n  - {{ listen: 127.0.0.1:18083, gateway: envoy }}\n  - {{ listen: 127.0.0.1:18084, gateway: envoy-grpc }}\n"
     ));
     assert!(ok, "{output}");
+    // TLS on an authorizer listener is server.tls's certificate: without one, refused.
+    let (_, ok, output) = check_text(&format!(
+        "{base}authorizer:\n  - {{ listen: 127.0.0.1:18084, gateway: envoy-grpc, tls: true }}\n"
+    ));
+    assert!(!ok);
+    assert!(
+        output.contains(
+            "authorizer.tls: an authorizer listener is served with server.tls's certificate"
+        ),
+        "{output}"
+    );
 }
 
 #[test]

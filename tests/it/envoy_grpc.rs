@@ -106,22 +106,29 @@ async fn eventually_record(tollgate: &crate::support::Tollgate, id: &str) -> Val
     find().unwrap()
 }
 
-/// One `Check` call over h2c: the HTTP status, the response's headers, its message (if any) and
-/// its trailers.
-async fn call(
-    addr: SocketAddr,
-    path: &str,
-    body: Bytes,
-) -> (u16, http::HeaderMap, Option<CheckResponse>, http::HeaderMap) {
+/// What one call got: the HTTP status, the response's headers, its message (if any) and its
+/// trailers.
+pub type Called = (u16, http::HeaderMap, Option<CheckResponse>, http::HeaderMap);
+
+/// One `Check` call over h2c.
+async fn call(addr: SocketAddr, path: &str, body: Bytes) -> Called {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    call_over(stream, path, body).await
+}
+
+/// One call on a connection of its own over `io` (TCP, or TLS with ALPN h2).
+pub async fn call_over<I>(io: I, path: &str, body: Bytes) -> Called
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
+        hyper_util::rt::TokioIo::new(io),
     )
     .await
     .unwrap();
     tokio::spawn(conn);
-    let request = http::Request::post(format!("http://{addr}{path}"))
+    let request = http::Request::post(format!("http://authorizer{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(Full::new(body))
@@ -140,7 +147,7 @@ async fn call(
     (head.status.as_u16(), head.headers, message, trailers)
 }
 
-fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Bytes {
+pub fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Bytes {
     let http = HttpRequest {
         id: String::new(),
         method: method.into(),

@@ -159,3 +159,46 @@ async fn a_rotated_certificate_is_served_without_restart_and_a_broken_one_is_ref
         "old certificate keeps serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_authorizer_is_served_over_tls_with_alpn_h2() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = write_cert(certs.path());
+    let upstream = Upstream::start().await;
+    let options = tls_options(certs.path()).with(
+        "authorizer",
+        serde_json::json!([{ "listen": "127.0.0.1:0", "gateway": "envoy-grpc", "tls": true }]),
+    );
+    let tollgate = Tollgate::start(upstream.addr, options);
+    let tls = connect(tollgate.authorizers[0], &cert).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let ask = crate::envoy_grpc::check_request("GET", "/public/docs", &[]);
+    let (status, _, message, trailers) =
+        crate::envoy_grpc::call_over(tls, tollgate::grpc::CHECK_PATH, ask).await;
+    assert_eq!((status, trailers["grpc-status"].to_str().unwrap()), (200, "0"));
+    let message = message.unwrap();
+    assert!(message.ok_response.is_some(), "{message:?}");
+    // Plaintext on a TLS listener is no gRPC call at all.
+    let plain = tokio::net::TcpStream::connect(tollgate.authorizers[0])
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Full<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(plain),
+        ),
+    )
+    .await;
+    let failed = match refused {
+        Ok(Ok((mut sender, conn))) => {
+            tokio::spawn(conn);
+            let request = Request::post("http://authorizer/")
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            sender.send_request(request).await.is_err()
+        }
+        _ => true,
+    };
+    assert!(failed, "a TLS listener answered plaintext");
+}
