@@ -13,10 +13,13 @@ rounds, the same request through:
   tollgate        Tollgate passthrough (no tenancy, identity or authorization)
   tollgate-full   Tollgate's whole pipeline: tenant, JWT, route, Cedar, rate limit, quota (redb),
                   audit (file), metrics
+  envoy-authz-http  Envoy forwarding, asking tollgate-full's authorizer (ext_authz, HTTP service)
+  envoy-authz-grpc  the same over gRPC (ext_authz, envoy.service.auth.v3.Authorization/Check)
 
 Every proxy runs one worker (nginx worker_processes 1, Envoy --concurrency 1, Tollgate
 server.workers 1, hyper-floor a current-thread runtime) pinned to CPU 0; wrk and the upstream
-share CPU 1. It prints requests/s, p50 and p99 (the median of the rounds) and every ratio
+share CPU 1. In the envoy-authz-* targets Envoy and Tollgate both run on CPU 0, one worker each,
+so the pair has the one core envoy-full has. It prints requests/s, p50 and p99 (the median of the rounds) and every ratio
 against nginx and Envoy. A run in which Tollgate lost an audit record fails: speed bought by
 dropping records does not count.
 
@@ -127,8 +130,41 @@ def jwks():
                                  "x": b64(point[1:33]), "y": b64(point[33:])}]})
 
 
-def envoy_conf(work, name, port, upstream, full):
+def ext_authz(kind, authorizer):
+    """Envoy's ext_authz filter asking Tollgate's authorizer listener over HTTP or gRPC, and its
+    cluster (as deploy/envoy/envoy.yaml and envoy-grpc.yaml configure them)."""
+    common = {"transport_api_version": "V3", "failure_mode_allow": False}
+    cluster = {"name": "tollgate", "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": "tollgate", "endpoints": [{"lb_endpoints": [{
+                   "endpoint": {"address": {"socket_address": {
+                       "address": "127.0.0.1", "port_value": authorizer}}}}]}]}}
+    if kind == "grpc":
+        common.update({"encode_raw_headers": True,
+                       "grpc_service": {"envoy_grpc": {"cluster_name": "tollgate"}, "timeout": "2s"}})
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}}
+    else:
+        identity = ["x-request-id", "x-tenant-id", "x-tenant-plan", "x-tenant-features", "x-user-id",
+                    "x-user-roles", "x-user-scopes", "x-user-mfa", "x-auth-method"]
+        common["http_service"] = {
+            "server_uri": {"uri": f"http://127.0.0.1:{authorizer}", "cluster": "tollgate", "timeout": "2s"},
+            "path_prefix": "/envoy",
+            "authorization_response": {"allowed_upstream_headers": {
+                "patterns": [{"exact": h} for h in identity]}}}
+    return ({"name": "envoy.filters.http.ext_authz", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz", **common}},
+        cluster)
+
+
+def envoy_conf(work, name, port, upstream, full, authz=None):
     filters = []
+    clusters = []
+    if authz:
+        authz_filter, cluster = ext_authz(*authz)
+        filters.append(authz_filter)
+        clusters.append(cluster)
     if full:
         filters += [
             {"name": "envoy.filters.http.jwt_authn", "typed_config": {
@@ -175,7 +211,7 @@ def envoy_conf(work, name, port, upstream, full):
             "clusters": [{"name": "app", "type": "STATIC", "connect_timeout": "1s",
                           "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{
                               "endpoint": {"address": {"socket_address": {
-                                  "address": "127.0.0.1", "port_value": upstream}}}}]}]}}]}}
+                                  "address": "127.0.0.1", "port_value": upstream}}}}]}]}}] + clusters}}
     path = work / f"{name}.json"
     path.write_text(json.dumps(config))
     return ["envoy", "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "-l", "error"]
@@ -187,6 +223,8 @@ TENANTS = """tenants:
 
 
 ADMIN = {}  # Tollgate target -> its admin port, to read its metrics after the rounds
+# tollgate-full's authorizer listeners (whole pipeline), which the envoy-authz-* targets ask.
+AUTHORIZERS = {"http": free_port(), "grpc": free_port()}
 
 
 def tollgate_conf(work, name, port, upstream, full, binary=None):
@@ -218,6 +256,11 @@ identity:
 authorization: {{ routes_file: {REPO}/config/routes.yaml, policies_dir: {REPO}/policies }}
 limits: {{ backend: embedded, path: {state}/usage.redb }}
 audit: {{ file: {{ path: {state}/audit.jsonl, fsync: interval }}, mode: required }}
+"""
+        if name == "tollgate-full":
+            text += f"""authorizer:
+  - {{ listen: 127.0.0.1:{AUTHORIZERS['http']}, gateway: envoy }}
+  - {{ listen: 127.0.0.1:{AUTHORIZERS['grpc']}, gateway: envoy-grpc }}
 """
     path = state / "tollgate.yaml"
     path.write_text(text)
@@ -276,6 +319,11 @@ def main():
                                       f"127.0.0.1:{p}", f"127.0.0.1:{upstream}"],
             "tollgate": lambda p: tollgate_conf(work, "tollgate", p, upstream, False),
             "tollgate-full": lambda p: tollgate_conf(work, "tollgate-full", p, upstream, True),
+            # Envoy forwarding, Tollgate's whole pipeline deciding (tollgate-full's listeners).
+            "envoy-authz-http": lambda p: envoy_conf(work, "envoy-authz-http", p, upstream, False,
+                                                     ("http", AUTHORIZERS["http"])),
+            "envoy-authz-grpc": lambda p: envoy_conf(work, "envoy-authz-grpc", p, upstream, False,
+                                                     ("grpc", AUTHORIZERS["grpc"])),
         }
         if args.compare:
             builders["tollgate@base"] = lambda p: tollgate_conf(
@@ -322,11 +370,11 @@ def report(results, args):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\n{os.cpu_count()} CPUs ({cpu}); wrk -t1 -c{args.connections} -d{args.duration}s, "
           f"{args.rounds} alternating rounds, medians; one worker per proxy\n")
-    print(f"| {'target':14} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs nginx':>8} | {'vs envoy':>8} | {'vs envoy-full':>13} |")
-    print(f"|{'-' * 16}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 15}|")
+    print(f"| {'target':16} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs nginx':>8} | {'vs envoy':>8} | {'vs envoy-full':>13} |")
+    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 15}|")
     for name, (rps, p50, p99) in median.items():
         ratio = lambda other: f"{rps / median[other][0]:.2f}x" if other in median else "-"
-        print(f"| {name:14} | {rps:8.0f} | {p50:7.3f} | {p99:7.3f} | {ratio('nginx'):>8} | "
+        print(f"| {name:16} | {rps:8.0f} | {p50:7.3f} | {p99:7.3f} | {ratio('nginx'):>8} | "
               f"{ratio('envoy'):>8} | {ratio('envoy-full'):>13} |")
 
 

@@ -85,6 +85,8 @@ pub struct Context {
     pub received: Arc<AtomicU64>,
     /// The problem slug when refused.
     pub problem: Option<&'static str>,
+    /// The status the gateway answers, where Tollgate's own answer does not carry it (gRPC).
+    pub decided_status: Option<http::StatusCode>,
     /// Time spent in each stage, in order.
     pub stage_times: Vec<(Stage, std::time::Duration)>,
     stage_started: Instant,
@@ -181,6 +183,7 @@ impl Context {
             forwarded: false,
             received: Arc::new(AtomicU64::new(0)),
             problem: None,
+            decided_status: None,
             stage_times: Vec::with_capacity(8),
             stage_started: now,
         }

@@ -139,13 +139,15 @@ fn finish(
     for (name, value) in ctx.rate_headers.drain(..) {
         headers.insert(name, value);
     }
-    record::record(&shared.metrics, ctx, method, response.status());
+    // A gRPC authorizer's answer is a 200 whatever it decided: the record has the decided status.
+    let status = ctx.decided_status.unwrap_or(response.status());
+    record::record(&shared.metrics, ctx, method, status);
     if let Some(access) = &shared.access {
-        record::access(access, ctx, method, version, response.status());
+        record::access(access, ctx, method, version, status);
     }
     let completion = shared
         .auditor
         .as_ref()
-        .and_then(|auditor| record::audit(auditor, ctx, method, response.status()));
+        .and_then(|auditor| record::audit(auditor, ctx, method, status));
     response.map(|body| Completing::new(body, completion))
 }

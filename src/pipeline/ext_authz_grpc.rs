@@ -278,6 +278,7 @@ pub async fn answer(
                 ok_response: Some(ok),
                 dynamic_metadata: Some(metadata::of(ctx)),
             };
+            ctx.decided_status = Some(StatusCode::OK);
             (checked(&message), original.method)
         }
         Err(refusal) => (refused(ctx, refusal), original.method),
@@ -365,6 +366,7 @@ pub fn refused(ctx: &mut Context, refusal: Refusal) -> Response<ProxyBody> {
     headers.extend(ctx.rate_headers.iter().map(|(n, v)| option(n.as_str(), v)));
     headers.push(option("x-request-id", &ctx.arrival.request_id));
     let status = answer.status();
+    ctx.decided_status = Some(status);
     let body: Bytes = answer.into_body();
     let message = CheckResponse {
         status: Some(RpcStatus {

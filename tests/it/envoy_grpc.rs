@@ -279,6 +279,20 @@ async fn the_grpc_service_refuses_what_is_not_a_check_and_answers_like_proxy_mod
         assert!(names.contains(&"content-type"), "{names:?}");
         if status_code == 401 {
             assert!(names.contains(&"www-authenticate"), "{names:?}");
+            // The record has the status the client gets, not the gRPC call's 200.
+            let metadata = message.dynamic_metadata.unwrap().fields;
+            let Some(prost_types::value::Kind::StringValue(id)) = &metadata["request_id"].kind
+            else {
+                panic!("{metadata:?}")
+            };
+            let record = eventually_record(&s.tollgate, id).await;
+            assert_eq!(
+                (
+                    record["decision"].as_str(),
+                    record["http"]["status"].as_u64()
+                ),
+                (Some("deny"), Some(401))
+            );
         }
     }
     assert!(

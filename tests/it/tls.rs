@@ -175,7 +175,10 @@ async fn the_grpc_authorizer_is_served_over_tls_with_alpn_h2() {
     let ask = crate::envoy_grpc::check_request("GET", "/public/docs", &[]);
     let (status, _, message, trailers) =
         crate::envoy_grpc::call_over(tls, tollgate::grpc::CHECK_PATH, ask).await;
-    assert_eq!((status, trailers["grpc-status"].to_str().unwrap()), (200, "0"));
+    assert_eq!(
+        (status, trailers["grpc-status"].to_str().unwrap()),
+        (200, "0")
+    );
     let message = message.unwrap();
     assert!(message.ok_response.is_some(), "{message:?}");
     // Plaintext on a TLS listener is no gRPC call at all.
