@@ -38,6 +38,18 @@ fn serve(file: &std::path::Path) -> ExitCode {
 
 /// `tollgate audit`: the matching records streamed, one per line; unreadable lines are warned
 /// about; a closed pipe (`| head -1`) ends it quietly.
+/// `tollgate audit verify`: 0 when the chain holds, 1 at its first break.
+fn verify(paths: &[PathBuf]) -> ExitCode {
+    match query::files(paths).and_then(|files| tollgate::audit::verify::verify(&files)) {
+        Ok(report) => {
+            print!("{}", report.text());
+            let broken = report.broken.is_some();
+            ExitCode::from(if broken { NEGATIVE } else { 0 })
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn audit(names: &[PathBuf], filter: &query::Filter<'_>, follow: bool) -> ExitCode {
     struct Stdout {
         out: std::io::BufWriter<std::io::StdoutLock<'static>>,
@@ -110,6 +122,11 @@ fn main() -> ExitCode {
             format,
         } => usage(&config, tenant.as_deref(), period.as_deref(), format),
         Command::Audit {
+            command: Some(tollgate::cli::AuditCommand::Verify { paths }),
+            ..
+        } => verify(&paths),
+        Command::Audit {
+            command: None,
             file,
             follow,
             tenant,

@@ -8,9 +8,11 @@
 //! silently, and shutdown writes everything queued before the process exits.
 
 pub mod body;
+pub mod chain;
 pub mod query;
 pub mod record;
 pub mod sink;
+pub mod verify;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{
@@ -26,6 +28,7 @@ use crate::config::{Audit, AuditMode, AuditRecords, Redaction};
 use crate::error::{Problem, Refusal};
 use crate::metrics::Metrics;
 
+use chain::Chain;
 use record::Record;
 use sink::{FileSink, Sinks};
 
@@ -64,6 +67,15 @@ fn unavailable() -> Refusal {
 impl Auditor {
     pub fn start(config: &Audit, metrics: Arc<Metrics>) -> Result<Auditor, String> {
         let file = config.file.as_ref().map(FileSink::open).transpose()?;
+        // Only a regular file is read back (opening a pipe to read it would block).
+        let chain = Chain::start(
+            config
+                .file
+                .as_ref()
+                .filter(|_| file.as_ref().is_some_and(|f| f.regular))
+                .map(|f| f.path.as_path()),
+            file.as_ref().map_or(0, |f| f.dropped),
+        );
         let sinks = Sinks::new(config.stdout, file);
         let (tx, rx) = sync_channel(config.queue);
         let healthy = Arc::new(AtomicBool::new(true));
@@ -71,6 +83,7 @@ impl Auditor {
         let writer = Writer {
             rx,
             sinks,
+            chain,
             mode: config.mode,
             healthy: healthy.clone(),
             depth: depth.clone(),
@@ -181,6 +194,7 @@ fn lost(metrics: &Metrics, count: u64, why: &str) {
 struct Writer {
     rx: Receiver<Message>,
     sinks: Sinks,
+    chain: Chain,
     mode: AuditMode,
     healthy: Arc<AtomicBool>,
     depth: Arc<AtomicI64>,
@@ -231,6 +245,10 @@ impl Writer {
                 }
             }
             full_batch = count >= BATCH;
+            if stop || self.chain.due() {
+                self.chain.checkpoint(&mut pending, stop);
+                count += 1;
+            }
             if count > 0 {
                 self.write(&mut pending, &mut count);
             }
@@ -250,12 +268,16 @@ impl Writer {
     }
 
     /// Adds a record to the pending lines; true for the stop message.
-    fn take(&self, message: Message, pending: &mut Vec<u8>, count: &mut u64) -> bool {
+    fn take(&mut self, message: Message, pending: &mut Vec<u8>, count: &mut u64) -> bool {
         match message {
             Message::Record(record) => {
+                let start = pending.len();
                 if serde_json::to_writer(&mut *pending, &record).is_ok() {
+                    self.chain.seal(pending, start);
                     pending.push(b'\n');
                     *count += 1;
+                } else {
+                    pending.truncate(start);
                 }
                 let depth = self.depth.fetch_sub(1, Ordering::AcqRel) - 1;
                 self.metrics.audit_queue.set(depth);

@@ -26,9 +26,31 @@ pub(crate) struct FileSink {
     syncing: Option<JoinHandle<io::Result<()>>>,
     /// Only regular files rotate, sync and are truncated (a device such as `/dev/full`, or a
     /// pipe, is written as is).
-    regular: bool,
+    pub regular: bool,
     /// A truncation back to the last complete line failed: redo it before writing on.
     torn: bool,
+    /// Bytes of an incomplete last line dropped when the file was opened.
+    pub dropped: u64,
+}
+
+/// The length of `path` up to the end of its last complete line.
+fn complete_lines(path: &PathBuf) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut end = size;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(at) = part.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// A write that failed after `written` bytes of whole lines reached the sink.
@@ -69,9 +91,24 @@ impl FileSink {
         let file = open(&config.path)
             .map_err(|e| format!("{}: cannot open the audit file: {e}", config.path.display()))?;
         let metadata = file.metadata().map_err(|e| e.to_string())?;
+        let mut size = metadata.len();
+        // An incomplete last line (a crash mid-write) is dropped, so that the next record
+        // starts a line of its own; the chain's next line says how much was dropped.
+        let mut dropped = 0;
+        if metadata.is_file() && size > 0 {
+            let whole = complete_lines(&config.path)
+                .map_err(|e| format!("{}: {e}", config.path.display()))?;
+            if whole < size {
+                file.set_len(whole)
+                    .map_err(|e| format!("{}: {e}", config.path.display()))?;
+                dropped = size - whole;
+                size = whole;
+            }
+        }
         Ok(FileSink {
             config: config.clone(),
-            size: metadata.len(),
+            dropped,
+            size,
             regular: metadata.is_file(),
             file,
             opened: Instant::now(),

@@ -6,6 +6,7 @@ mod env;
 pub mod lines;
 mod model;
 pub mod raw;
+mod raw_authorizer;
 pub(crate) mod units;
 mod validate;
 pub(crate) mod yaml;

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod audit_chain;
 mod audit_cli;
 mod audit_faults;
 mod authorizer;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::admin::{admin, call};
 use crate::support::fixture::{self, Keys};
 use crate::support::tollgate::{ADMIN_TOKEN, cli};
-use crate::support::{Options, Tollgate, Upstream, get};
+use crate::support::{Options, Tollgate, Upstream, eventually, get};
 
 fn options(keys: &Keys, store: Option<&str>) -> Options {
     let mut options = fixture::options(keys, true, &["header", "custom_domain"], &[]);
@@ -292,6 +292,11 @@ async fn a_tenant_lives_through_the_api_is_kept_across_a_restart_and_every_chang
     admin(tollgate.admin, "DELETE", "/tenants/newt", None).assert_problem(404, "tenant-not-found");
 
     // Every change, with who made it and the tenant before and after.
+    let t = &tollgate;
+    eventually("every change is on record", async || {
+        audit_records(t).len() == 4
+    })
+    .await;
     let records = audit_records(&tollgate);
     let actions: Vec<&str> = records
         .iter()

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod format;
+mod tenants;
+
+pub use format::UsageFormat;
+pub use tenants::{PolicyCommand, TenantsCommand};
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",
@@ -95,8 +101,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: UsageFormat,
     },
-    /// Print the records of an audit file that match, as written.
+    /// Print the records of an audit file that match, as written (`audit verify`: check the
+    /// hash chain).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
         /// An audit file, a directory of them, or a pattern (`'audit.jsonl*'`) that takes in
         /// the rotated files too (`<file>.<UTC time>`, read oldest first); repeat for several.
         #[arg(long, required = true, num_args = 1..)]
@@ -232,12 +242,6 @@ pub enum TestFormat {
     Junit,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum UsageFormat {
-    Table,
-    Json,
-}
-
 /// Where the admin API is, and its token.
 #[derive(Args)]
 pub struct AdminArgs {
@@ -260,59 +264,14 @@ pub struct AdminArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TenantsCommand {
-    /// List tenants (file and store), filtered.
-    List {
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        plan: Option<String>,
-        /// `file` or `store`.
-        #[arg(long)]
-        origin: Option<String>,
-        /// Ids starting with this.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// `table` or `json`.
-        #[arg(long, value_enum, default_value = "table")]
-        format: UsageFormat,
+pub enum AuditCommand {
+    /// Follow the hash chain through audit files, oldest first: exit 0 when it holds, 1 at the
+    /// first changed, removed, inserted or reordered record (named), 2 on a mistake.
+    Verify {
+        /// Files, directories or patterns, as for `tollgate audit --file`.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
-    /// Print one tenant as JSON.
-    Get { id: String },
-    /// Create or replace the tenants of a YAML or JSON file (one tenant, a list, or the
-    /// `tenants:` of a tenants file).
-    Apply {
-        #[arg(long = "file", short = 'f', value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Suspend a tenant (its requests get 403 tenant-suspended).
-    Suspend { id: String },
-    /// Make a tenant active again.
-    Resume { id: String },
-    /// Delete a tenant of the store.
-    Delete { id: String },
-    /// A tenant's own Cedar policy files (tenants of the store).
-    Policy {
-        #[command(subcommand)]
-        command: PolicyCommand,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum PolicyCommand {
-    /// The names of a tenant's policy files.
-    List { id: String },
-    /// Print one policy file.
-    Get { id: String, name: String },
-    /// Validate FILE against the schema and make it the tenant's policy file NAME.
-    Put {
-        id: String,
-        name: String,
-        #[arg(long = "file", short = 'f', value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Remove a tenant's policy file.
-    Delete { id: String, name: String },
 }
 
 #[derive(Subcommand)]
