@@ -133,6 +133,9 @@ pub struct Record {
     pub aborted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminChange>,
+    /// What the decision saw, so that it can be decided again (`tollgate replay`): never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<serde_json::Value>,
 }
 
 impl Record {
@@ -161,6 +164,7 @@ impl Record {
             timing_us: Timing::default(),
             admin: None,
             aborted: false,
+            inputs: None,
         }
     }
 }

@@ -203,6 +203,7 @@ const DOCUMENTED: &[&str] = &[
     "aborted",
     "traceparent",
     "chain",
+    "inputs",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +244,21 @@ async fn records_follow_the_documented_schema_and_redaction_applies() {
             assert_eq!(ip.as_str().unwrap().len(), 16, "hashed: {ip}");
         }
         assert!(client.get("user_agent").is_none(), "dropped");
+        // What the decision saw, redacted alike, and never a credential.
+        if record["type"] == "decision" {
+            let inputs = &record["inputs"];
+            assert_eq!(inputs["v"], 1, "{record}");
+            assert_eq!(inputs["principal"]["id"], "alice");
+            assert_eq!(inputs["principal"]["roles"], serde_json::json!(["viewer"]));
+            assert_eq!(inputs["principal"]["auth"], "jwt");
+            assert_eq!(inputs["tenant"]["id"], "acme");
+            assert_eq!(inputs["tenant"]["plan"], record["plan"]);
+            assert_eq!(inputs["request"]["method"], "GET");
+            assert_eq!(inputs["request"]["path"], "/api/v1/agents");
+            assert_eq!(inputs["request"]["client_ip"], client["ip"]);
+        }
+        let text = record.to_string();
+        assert!(!text.contains(&viewer[7..]), "the token is not on record");
     }
 }
 
