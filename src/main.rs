@@ -38,48 +38,26 @@ fn serve(file: &std::path::Path) -> ExitCode {
 
 /// `tollgate audit`: the matching records streamed, one per line; unreadable lines are warned
 /// about; a closed pipe (`| head -1`) ends it quietly.
-/// `tollgate audit verify`: 0 when the chain holds, 1 at its first break.
-fn verify(paths: &[PathBuf]) -> ExitCode {
-    match query::files(paths).and_then(|files| tollgate::audit::verify::verify(&files)) {
-        Ok(report) => {
-            print!("{}", report.text());
-            let broken = report.broken.is_some();
-            ExitCode::from(if broken { NEGATIVE } else { 0 })
+/// Prints a verdict's text: 0 when nothing is wrong, 1 when something is, 2 on a mistake.
+fn verdict(result: Result<(String, bool), String>) -> ExitCode {
+    match result {
+        Ok((text, negative)) => {
+            print!("{text}");
+            ExitCode::from(if negative { NEGATIVE } else { 0 })
         }
         Err(e) => fail(&e),
     }
 }
 
 fn audit(names: &[PathBuf], filter: &query::Filter<'_>, follow: bool) -> ExitCode {
-    struct Stdout {
-        out: std::io::BufWriter<std::io::StdoutLock<'static>>,
-        follow: bool,
-    }
-    impl query::Output for Stdout {
-        fn record(&mut self, line: &str) -> std::io::Result<()> {
-            use std::io::Write;
-            writeln!(self.out, "{line}")?;
-            if self.follow {
-                self.out.flush()?;
-            }
-            Ok(())
-        }
-        fn skipped(&mut self, message: &str) {
-            eprintln!("warning: {message}");
-        }
-    }
     let files = match query::files(names) {
         Ok(files) => files,
         Err(e) => return fail(&e),
     };
-    let mut out = Stdout {
-        out: std::io::BufWriter::new(std::io::stdout().lock()),
-        follow,
-    };
+    let mut out = query::Stdout::new(follow);
     match query::Query::new(filter).run(&files, follow, &mut out) {
         Ok(_) => {
-            // A pipe closed at the end is an answer taken, not an error.
-            let _ = std::io::Write::flush(&mut out.out);
+            out.finish();
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
@@ -124,7 +102,23 @@ fn main() -> ExitCode {
         Command::Audit {
             command: Some(tollgate::cli::AuditCommand::Verify { paths }),
             ..
-        } => verify(&paths),
+        } => verdict(
+            query::files(&paths)
+                .and_then(|files| tollgate::audit::verify::verify(&files))
+                .map(|report| (report.text(), report.broken.is_some())),
+        ),
+        Command::Replay {
+            audit,
+            config,
+            tenant,
+            since,
+            format,
+        } => verdict(
+            explain::replay::run(&audit, &config, tenant.as_deref(), since).map(|r| {
+                let json = matches!(format, Format::Json);
+                (r.render(json), r.changed())
+            }),
+        ),
         Command::Audit {
             command: None,
             file,

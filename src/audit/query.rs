@@ -294,6 +294,41 @@ fn open(path: &Path) -> Result<BufReader<std::fs::File>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Records printed on stdout (flushed after each one with `--follow`), warnings on stderr.
+pub struct Stdout {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    follow: bool,
+}
+
+impl Stdout {
+    pub fn new(follow: bool) -> Stdout {
+        Stdout {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            follow,
+        }
+    }
+
+    /// Flushes what is left; a pipe closed at the end is an answer taken, not an error.
+    pub fn finish(mut self) {
+        let _ = std::io::Write::flush(&mut self.out);
+    }
+}
+
+impl Output for Stdout {
+    fn record(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        writeln!(self.out, "{line}")?;
+        if self.follow {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn skipped(&mut self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,24 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
     },
+    /// Decide the decision records of audit files again against a candidate configuration and
+    /// print what would change; exit 0 when nothing would, 1 when something would, 2 on error.
+    Replay {
+        /// Audit files, directories or patterns (rotated and `.gz` files too).
+        #[arg(long, required = true, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// The candidate main configuration (its policies, routes, plans and tenants).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this tenant's records.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only records this recent, e.g. 1h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]

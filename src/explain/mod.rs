@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Context, Input};
 use crate::snapshot::Snapshot;
 
+pub mod replay;
 mod why;
 
 /// A principal described rather than authenticated.
@@ -117,17 +118,15 @@ fn forced_principal(ask: &Ask<'_>) -> Result<Option<Arc<Principal>>, String> {
     principal.transpose()
 }
 
-/// Runs [`pipeline::decide`] for the request asked about, in the named tenant, without forwarding
-/// or counting anything, and explains the outcome.
-pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, String> {
-    let directory = snapshot
-        .tenants
-        .as_ref()
-        .ok_or("the configuration has no tenancy section")?;
-    let tenant = directory
-        .get(ask.tenant)
-        .cloned()
-        .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
+/// `ask` decided in `tenant` by the real pipeline ([`pipeline::decide`]), without counting
+/// anything: the context it left, the method, and the refusal if it was refused.
+async fn decided(
+    snapshot: &Snapshot,
+    ask: &Ask<'_>,
+    tenant: Arc<crate::tenants::Tenant>,
+    jwks: &JwksCache,
+    metrics: &Metrics,
+) -> Result<(Context, Method, Option<crate::error::Refusal>), String> {
     // As the proxy sees it: methods are case-sensitive (RFC 9110 §9.1), so `get` is not `GET`.
     let method = Method::from_bytes(ask.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", ask.method))?;
@@ -154,9 +153,27 @@ pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, 
         tenant: Some(tenant),
         principal,
     };
+    let refused = pipeline::decide(jwks, metrics, None, snapshot, &mut ctx, input)
+        .await
+        .err();
+    Ok((ctx, method, refused))
+}
+
+/// Runs [`pipeline::decide`] for the request asked about, in the named tenant, without forwarding
+/// or counting anything, and explains the outcome.
+pub async fn explain(snapshot: &Snapshot, ask: &Ask<'_>) -> Result<Explanation, String> {
+    let directory = snapshot
+        .tenants
+        .as_ref()
+        .ok_or("the configuration has no tenancy section")?;
+    let tenant = directory
+        .get(ask.tenant)
+        .cloned()
+        .ok_or_else(|| format!("unknown tenant {:?}", ask.tenant))?;
     let metrics = Metrics::new().map_err(|e| e.to_string())?;
-    let result =
-        pipeline::decide(&JwksCache::new(), &metrics, None, snapshot, &mut ctx, input).await;
+    let (ctx, method, refused) =
+        decided(snapshot, ask, tenant, &JwksCache::new(), &metrics).await?;
+    let result = refused.map_or(Ok(()), Err);
     let decision = ctx.decision.clone();
     let tenant_id = ask.tenant;
     let locate = |id: &String| {

@@ -42,16 +42,23 @@ fn options(keys: &Keys, extra_files: Vec<(String, String)>) -> Options {
     options
 }
 
-struct Setup {
-    upstream: Upstream,
-    tollgate: Tollgate,
+pub struct Setup {
+    pub upstream: Upstream,
+    pub tollgate: Tollgate,
     keys: Keys,
 }
 
 async fn start(extra_files: Vec<(String, String)>) -> Setup {
+    start_with(extra_files, "").await
+}
+
+/// The shipped routes and policies with `extra_files` over them, and `extra` top-level YAML.
+pub async fn start_with(extra_files: Vec<(String, String)>, extra: &str) -> Setup {
     let keys = Keys::generate();
     let upstream = Upstream::start().await;
-    let tollgate = Tollgate::start(upstream.addr, options(&keys, extra_files));
+    let mut options = options(&keys, extra_files);
+    options.extra.push_str(extra);
+    let tollgate = Tollgate::start(upstream.addr, options);
     Setup {
         upstream,
         tollgate,
@@ -60,13 +67,13 @@ async fn start(extra_files: Vec<(String, String)>) -> Setup {
 }
 
 impl Setup {
-    fn token(&self, sub: &str, tenant: &str, roles: &[&str], mfa: bool) -> String {
+    pub fn token(&self, sub: &str, tenant: &str, roles: &[&str], mfa: bool) -> String {
         let mut body = claims(sub, tenant, roles);
         body["mfa"] = mfa.into();
         bearer(&sign(&self.keys, Algorithm::ES256, "es", &body))
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: &str,
         tenant: &str,

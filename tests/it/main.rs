@@ -33,6 +33,7 @@ mod pool;
 mod protocols;
 mod redis_faults;
 mod reload;
+mod replay;
 mod streaming;
 mod structure;
 mod tenancy;
