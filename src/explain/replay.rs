@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Ask, Kind, PrincipalSpec, decided};
@@ -139,6 +140,57 @@ pub fn run(
     runtime.block_on(replay(&candidate, &files, &selection))
 }
 
+/// What replay reads of a record: the fields it needs, nothing else built.
+#[derive(Deserialize)]
+struct Recorded {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    time: String,
+    #[serde(default)]
+    request_id: String,
+    tenant: Option<String>,
+    route: Option<String>,
+    stage: Option<String>,
+    decision: Option<String>,
+    #[serde(default)]
+    policies: Vec<String>,
+    inputs: Option<Inputs>,
+}
+
+#[derive(Deserialize)]
+struct Inputs {
+    v: u32,
+    principal: Option<RecordedPrincipal>,
+    tenant: RecordedTenant,
+    request: RecordedRequest,
+}
+
+#[derive(Deserialize)]
+struct RecordedPrincipal {
+    id: String,
+    auth: String,
+    tenant: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    mfa: bool,
+}
+
+#[derive(Deserialize)]
+struct RecordedTenant {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct RecordedRequest {
+    method: String,
+    path: String,
+    client_ip: Option<String>,
+}
+
 /// Decides every selected record of `files` again against `candidate`.
 pub async fn replay(
     candidate: &Snapshot,
@@ -151,19 +203,22 @@ pub async fn replay(
     for path in files {
         for (n, line) in lines(path)?.lines().enumerate() {
             let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
-            let Ok(record) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if !matches!(record["type"].as_str(), Some("decision" | "request")) {
+            // Completion records and checkpoints hold no decision: not even parsed.
+            if !line.contains("\"decision\"") && !line.contains("\"request\"") {
                 continue;
             }
-            if !selected(&record, selection) {
+            let Ok(record) = serde_json::from_str::<Recorded>(&line) else {
+                continue;
+            };
+            if !matches!(record.kind.as_str(), "decision" | "request")
+                || !selected(&record, selection)
+            {
                 continue;
             }
             match again(candidate, &metrics, &jwks, &record).await? {
                 Some((allowed, policies)) => {
                     replay.replayed += 1;
-                    note(&mut replay, &record, allowed, policies);
+                    note(&mut replay, record, allowed, policies);
                 }
                 None => replay.skipped += 1,
             }
@@ -172,14 +227,14 @@ pub async fn replay(
     Ok(replay)
 }
 
-fn selected(record: &Value, selection: &Selection<'_>) -> bool {
-    let tenant = record["tenant"].as_str();
-    if selection.tenant.is_some_and(|t| tenant != Some(t)) {
+fn selected(record: &Recorded, selection: &Selection<'_>) -> bool {
+    if selection
+        .tenant
+        .is_some_and(|t| record.tenant.as_deref() != Some(t))
+    {
         return false;
     }
-    let time = record["time"]
-        .as_str()
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    let time = humantime::parse_rfc3339_weak(&record.time).ok();
     selection
         .since
         .is_none_or(|since| time.is_some_and(|t| t >= since))
@@ -191,84 +246,75 @@ async fn again(
     candidate: &Snapshot,
     metrics: &Metrics,
     jwks: &JwksCache,
-    record: &Value,
+    record: &Recorded,
 ) -> Result<Option<(bool, Vec<String>)>, String> {
-    let inputs = &record["inputs"];
-    let by_policy = matches!(record["stage"].as_str(), Some("authorize" | "forward"));
-    if inputs["v"] != 1 || !by_policy || record["route"].is_null() {
-        return Ok(None);
-    }
-    let Some(tenant) = inputs["tenant"]["id"].as_str() else {
+    let by_policy = matches!(record.stage.as_deref(), Some("authorize" | "forward"));
+    let Some(inputs) = record.inputs.as_ref().filter(|i| i.v == 1) else {
         return Ok(None);
     };
+    if !by_policy || record.route.is_none() {
+        return Ok(None);
+    }
     let Some(tenant) = candidate
         .tenants
         .as_ref()
-        .and_then(|d| d.get(tenant))
+        .and_then(|d| d.get(&inputs.tenant.id))
         .cloned()
     else {
         // The candidate has no such tenant: nothing of it would be allowed.
         return Ok(Some((false, Vec::new())));
     };
-    let principal = &inputs["principal"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect()
-    };
-    let spec = PrincipalSpec {
-        id: principal["id"].as_str().unwrap_or("anonymous").to_string(),
-        kind: match principal["auth"].as_str() {
-            Some("jwt") => Kind::User,
-            Some("api_key") => Kind::ApiKey,
-            _ => Kind::Anonymous,
+    let spec = match &inputs.principal {
+        Some(p) => PrincipalSpec {
+            id: p.id.clone(),
+            kind: match p.auth.as_str() {
+                "jwt" => Kind::User,
+                "api_key" => Kind::ApiKey,
+                _ => Kind::Anonymous,
+            },
+            roles: p.roles.clone(),
+            scopes: p.scopes.clone(),
+            mfa: p.mfa,
+            tenant: p.tenant.clone(),
         },
-        roles: strings(&principal["roles"]),
-        scopes: strings(&principal["scopes"]),
-        mfa: principal["mfa"] == true,
-        tenant: principal["tenant"].as_str().map(str::to_string),
+        None => PrincipalSpec {
+            id: "anonymous".into(),
+            kind: Kind::Anonymous,
+            ..PrincipalSpec::default()
+        },
     };
-    let request = &inputs["request"];
-    let method = request["method"].as_str().unwrap_or_default();
-    let path = request["path"].as_str().unwrap_or("/");
-    let client_ip = request["client_ip"]
-        .as_str()
+    let request = &inputs.request;
+    let client_ip = request
+        .client_ip
+        .as_deref()
         .and_then(|ip| ip.parse::<IpAddr>().ok())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let ask = Ask {
         tenant: &tenant.id,
         principal: Some(&spec),
-        method,
-        path,
+        method: &request.method,
+        path: &request.path,
         headers: &[],
         client_ip,
     };
     let (ctx, _, refused) = decided(candidate, &ask, tenant.clone(), jwks, metrics).await?;
-    let allowed = refused.is_none();
     let policies = ctx.decision.map(|d| d.policies.clone()).unwrap_or_default();
-    Ok(Some((allowed, policies)))
+    Ok(Some((refused.is_none(), policies)))
 }
 
 /// Counts a decision that would change.
-fn note(replay: &mut Replay, record: &Value, allowed: bool, mut after: Vec<String>) {
-    let from = record["decision"].as_str().unwrap_or("deny").to_string();
+fn note(replay: &mut Replay, record: Recorded, allowed: bool, mut after: Vec<String>) {
+    let from = record.decision.unwrap_or_else(|| "deny".into());
     let to = if allowed { "allow" } else { "deny" }.to_string();
-    let mut before: Vec<String> = record["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.as_str().map(str::to_string))
-        .collect();
+    let mut before = record.policies;
     before.sort();
     after.sort();
     if from == to && before == after {
         return;
     }
     let flip = Flip {
-        tenant: record["tenant"].as_str().unwrap_or_default().to_string(),
-        route: record["route"].as_str().unwrap_or_default().to_string(),
+        tenant: record.tenant.unwrap_or_default(),
+        route: record.route.unwrap_or_default(),
         from,
         to,
         before,
@@ -277,11 +323,6 @@ fn note(replay: &mut Replay, record: &Value, allowed: bool, mut after: Vec<Strin
     let (count, examples) = replay.changes.entry(flip).or_default();
     *count += 1;
     if examples.len() < 3 {
-        examples.push(
-            record["request_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
+        examples.push(record.request_id);
     }
 }
