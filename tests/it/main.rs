@@ -14,6 +14,7 @@ mod bypass;
 mod bypass_identity;
 mod check;
 mod check_names;
+mod ci_example;
 mod cli;
 mod demo;
 mod deploy;
