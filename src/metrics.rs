@@ -36,6 +36,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Decision cache lookups, by `result` (`hit`, `miss`).
     pub decision_cache: IntCounterVec,
+    /// Requests the shadow policy set decided otherwise, by deciding `policy` of either set.
+    pub shadow_disagreements: IntCounterVec,
     /// Requests refused by a rate limit, by `tenant` and `policy`.
     pub rate_limited: IntCounterVec,
     /// Requests refused by a quota, by `tenant` and `metric`.
@@ -198,6 +200,11 @@ impl Metrics {
                 "tollgate_decision_cache_requests_total",
                 "Decision cache lookups, by result (hit ratio = hit / (hit + miss)).",
                 &["result"],
+            )?,
+            shadow_disagreements: r.counters(
+                "tollgate_shadow_disagreements_total",
+                "Requests the shadow policy set decided otherwise (another verdict or other deciding policies), by each deciding policy of either set (`default` for a default deny).",
+                &["policy"],
             )?,
             rate_limited: r.counters(
                 "tollgate_rate_limited_total",

@@ -133,6 +133,9 @@ pub struct Record {
     pub aborted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminChange>,
+    /// The shadow policy set's decision, when it disagreed: `{"decision", "policies"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_decision: Option<serde_json::Value>,
     /// What the decision saw, so that it can be decided again (`tollgate replay`): never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<serde_json::Value>,
@@ -165,6 +168,7 @@ impl Record {
             admin: None,
             aborted: false,
             inputs: None,
+            shadow_decision: None,
         }
     }
 }

@@ -31,6 +31,8 @@ use stored::OwnSet;
 pub struct Authz {
     pub routes: Arc<Routes>,
     pub policies: Arc<PolicyStore>,
+    /// `authorization.shadow_policies_dir`'s sets, decided beside the enforced ones.
+    shadow: Option<Arc<PolicyStore>>,
     types: Arc<Types>,
     /// The schema's action entities when it groups actions (`action in ...`), else none.
     hierarchy: Arc<[Entity]>,
@@ -149,6 +151,14 @@ impl Authz {
                 previous.map(|p| &*p.policies),
             ),
         )?;
+        let shadow = match &config.shadow_policies_dir {
+            Some(dir) => Some(Arc::new(PolicyStore::load(
+                dir,
+                |id| any_tenant_dir || directory.get(id).is_some(),
+                previous.and_then(|p| p.shadow.as_deref()),
+            )?)),
+            None => None,
+        };
         let schema = &policies.schema;
         let mut errors = Vec::new();
         let resources = check_schema(config, &routes, schema, &mut errors);
@@ -214,6 +224,7 @@ impl Authz {
         Ok(Authz {
             routes: Arc::new(routes),
             policies: Arc::new(policies),
+            shadow,
             types: Arc::new(types),
             hierarchy,
             tenants,
@@ -278,7 +289,26 @@ impl Authz {
 
     /// Decides a request; the flag says whether the decision came from the cache.
     pub fn decide(&self, inputs: &Inputs<'_>) -> (Arc<Decision>, bool) {
-        let key = self.cache.as_ref().map(|_| inputs.cache_key());
+        self.decide_with(None, inputs)
+    }
+
+    /// The shadow set's decision of the same request, when there is a shadow set: recorded and
+    /// counted, never the answer.
+    pub fn shadow_decide(&self, inputs: &Inputs<'_>) -> Option<Arc<Decision>> {
+        let shadow = self.shadow.as_deref()?;
+        Some(self.decide_with(Some(shadow), inputs).0)
+    }
+
+    /// A decision by the tenant's enforced set, or by its set in `shadow`.
+    fn decide_with(
+        &self,
+        shadow: Option<&PolicyStore>,
+        inputs: &Inputs<'_>,
+    ) -> (Arc<Decision>, bool) {
+        let key = self.cache.as_ref().map(|_| match shadow {
+            Some(_) => format!("shadow\u{1e}{}", inputs.cache_key()),
+            None => inputs.cache_key(),
+        });
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(hit) = cache.get(key)
         {
@@ -292,12 +322,21 @@ impl Authz {
                     roles: &p.roles,
                     tenant: p.tenant.as_deref(),
                 };
-                let (set_key, set) = match &base.own {
-                    Some(own) => (own.key.as_str(), &own.set),
-                    None => self.policies.set_for(&inputs.tenant.id),
-                };
+                let id = &inputs.tenant.id;
+                let (set_key, set): (std::borrow::Cow<'_, str>, &PolicySet) =
+                    match (shadow, &base.own) {
+                        (Some(store), _) => {
+                            let (name, set) = store.set_for(id);
+                            (format!("shadow:{name}").into(), set)
+                        }
+                        (None, Some(own)) => (own.key.as_str().into(), &own.set),
+                        (None, None) => {
+                            let (name, set) = self.policies.set_for(id);
+                            (name.into(), set)
+                        }
+                    };
                 let action = self.types.action(inputs.action);
-                let narrowed = self.narrowing.narrow(set_key, set, &action, &caller);
+                let narrowed = self.narrowing.narrow(&set_key, set, &action, &caller);
                 Arc::new(decide::evaluate(
                     &self.types,
                     &base.entities,

@@ -102,6 +102,8 @@ pub struct Authorization {
     pub routes_file: PathBuf,
     /// Holds `schema.cedarschema`, global `*.cedar` and `tenants/<id>/*.cedar`.
     pub policies_dir: PathBuf,
+    /// A candidate set (same layout) decided beside the enforced one, never answering.
+    pub shadow_policies_dir: Option<PathBuf>,
     pub unmatched: Unmatched,
     /// Memory budget of the decision cache, in bytes; 0 turns it off.
     pub decision_cache: u64,

@@ -140,6 +140,7 @@ pub enum Backend {
 pub(crate) struct RawAuthorization {
     pub routes_file: String,
     pub policies_dir: String,
+    pub shadow_policies_dir: Option<String>,
     pub unmatched: Option<Unmatched>,
     pub decision_cache: Option<Bytes>,
 }

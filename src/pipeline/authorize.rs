@@ -26,11 +26,12 @@ pub struct Request<'a> {
     pub path: &'a str,
 }
 
+/// The enforced decision and its verdict, and the shadow set's decision when it disagrees.
 pub fn authorize(
     authz: &Authz,
     metrics: &Metrics,
     request: &Request<'_>,
-) -> (Arc<Decision>, Result<(), Refusal>) {
+) -> (Arc<Decision>, Result<(), Refusal>, Option<Arc<Decision>>) {
     let route = request.route.route;
     let inputs = Inputs {
         tenant: request.tenant,
@@ -48,6 +49,28 @@ pub fn authorize(
         .decision_cache
         .with_label_values(&[if hit { "hit" } else { "miss" }])
         .inc();
+    let shadow = authz.shadow_decide(&inputs).filter(|shadow| {
+        shadow.allowed != decision.allowed || shadow.policies != decision.policies
+    });
+    if let Some(shadow) = &shadow {
+        let mut policies: Vec<&str> = decision
+            .policies
+            .iter()
+            .chain(&shadow.policies)
+            .map(String::as_str)
+            .collect();
+        policies.sort_unstable();
+        policies.dedup();
+        if policies.is_empty() {
+            policies.push("default");
+        }
+        for policy in policies {
+            metrics
+                .shadow_disagreements
+                .with_label_values(&[policy])
+                .inc();
+        }
+    }
     let verdict = if decision.allowed { "allow" } else { "deny" };
     metrics
         .decisions
@@ -81,5 +104,5 @@ pub fn authorize(
             "the authorization decision failed, so it denies",
         ))
     };
-    (decision, result)
+    (decision, result, shadow)
 }

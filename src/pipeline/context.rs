@@ -72,6 +72,8 @@ pub struct Context {
     pub decision: Option<Arc<Decision>>,
     /// A shadow route whose policies denied (and the request was forwarded).
     pub shadow_deny: bool,
+    /// The shadow policy set's decision, when it disagreed with the enforced one.
+    pub shadow_decision: Option<Arc<Decision>>,
     /// `RateLimit*` headers for the answer, whatever it is.
     pub rate_headers: Vec<(HeaderName, HeaderValue)>,
     /// What the quota stage counted, given back if the request never reaches the upstream.
@@ -176,6 +178,7 @@ impl Context {
             principal: None,
             decision: None,
             shadow_deny: false,
+            shadow_decision: None,
             rate_headers: Vec::new(),
             refund: None,
             decided_us: None,

@@ -312,6 +312,21 @@ fn allowed(ctx: &Context, snapshot: &Snapshot, original: &HeaderMap) -> OkHttpRe
         .map(|(n, v)| (n, v))
         .collect();
     set.push((&headers::X_REQUEST_ID, &ctx.arrival.request_id));
+    // From a peer that is not a trusted proxy, the address and scheme are what Envoy saw, as
+    // proxy mode sets them, whatever Envoy's own forwarding settings are.
+    let forwarded = (!ctx.arrival.peer_trusted).then(|| {
+        let scheme = if ctx.arrival.tls { "https" } else { "http" };
+        (
+            HeaderValue::from_str(&ctx.arrival.peer.ip().to_string()).ok(),
+            HeaderValue::from_static(scheme),
+        )
+    });
+    if let Some((address, scheme)) = &forwarded {
+        if let Some(address) = address {
+            set.push((&headers::X_FORWARDED_FOR, address));
+        }
+        set.push((&headers::X_FORWARDED_PROTO, scheme));
+    }
     let config = &snapshot.config;
     let underscores = config.forwarding.allow_underscores;
     let drop_authorization = !ctx.forwards_authorization(&config.identity);
@@ -319,9 +334,7 @@ fn allowed(ctx: &Context, snapshot: &Snapshot, original: &HeaderMap) -> OkHttpRe
         !ctx.arrival.peer_trusted
             && (name == http::header::FORWARDED
                 || name.as_str() == "x-real-ip"
-                || (name.as_str().starts_with("x-forwarded-")
-                    && name != headers::X_FORWARDED_FOR
-                    && name != headers::X_FORWARDED_PROTO))
+                || name.as_str().starts_with("x-forwarded-"))
     };
     let mut remove: Vec<String> = original
         .keys()

@@ -145,8 +145,9 @@ fn judge(
     metrics: &Metrics,
     request: &authorize::Request<'_>,
 ) -> Result<(), Refusal> {
-    let (decision, result) = authorize::authorize(authz, metrics, request);
+    let (decision, result, shadow) = authorize::authorize(authz, metrics, request);
     ctx.shadow_deny = !decision.allowed && request.route.route.shadow;
+    ctx.shadow_decision = shadow;
     ctx.decision = Some(decision);
     result
 }

@@ -132,6 +132,12 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
     r.traceparent = ctx.arrival.traceparent.clone();
     r.timing_us.decision = ctx.decided_us;
     r.inputs = inputs(auditor, ctx, method);
+    r.shadow_decision = ctx.shadow_decision.as_ref().map(|d| {
+        serde_json::json!({
+            "decision": if d.allowed { "allow" } else { "deny" },
+            "policies": d.policies,
+        })
+    });
     r
 }
 

@@ -204,6 +204,7 @@ const DOCUMENTED: &[&str] = &[
     "traceparent",
     "chain",
     "inputs",
+    "shadow_decision",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

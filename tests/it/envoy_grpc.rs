@@ -211,6 +211,7 @@ async fn the_grpc_service_refuses_what_is_not_a_check_and_answers_like_proxy_mod
         &[
             ("x-user-id", "root"),
             ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-for", "6.6.6.6"),
             ("user-agent", "t"),
         ],
     );
@@ -227,6 +228,9 @@ async fn the_grpc_service_refuses_what_is_not_a_check_and_answers_like_proxy_mod
         .collect();
     assert_eq!(set["x-tenant-id"], "acme");
     assert_eq!(set["x-auth-method"], "anonymous");
+    // The client's address claim is replaced by the source address Envoy saw.
+    assert_eq!(set["x-forwarded-for"], "203.0.113.9");
+    assert_eq!(set["x-forwarded-proto"], "http");
     let mut removed = ok.headers_to_remove.clone();
     removed.sort();
     assert_eq!(removed, ["x-forwarded-host", "x-user-id"]);

@@ -35,6 +35,7 @@ mod protocols;
 mod redis_faults;
 mod reload;
 mod replay;
+mod shadow_policies;
 mod streaming;
 mod structure;
 mod tenancy;

@@ -16,20 +16,28 @@ use crate::config::raw::{
 };
 
 pub fn authorization(errs: &mut Errors, base: &Path, a: RawAuthorization) -> Authorization {
-    let policies_dir = tidy(&base.join(&a.policies_dir));
-    if !policies_dir.is_dir() {
-        errs.push(
-            "authorization.policies_dir",
-            format!(
-                "directory {:?} not found (looked at {})",
-                a.policies_dir,
-                policies_dir.display()
-            ),
-        );
-    }
+    let mut dir = |key: &str, written: &str| {
+        let dir = tidy(&base.join(written));
+        if !dir.is_dir() {
+            errs.push(
+                key,
+                format!(
+                    "directory {written:?} not found (looked at {})",
+                    dir.display()
+                ),
+            );
+        }
+        dir
+    };
+    let policies_dir = dir("authorization.policies_dir", &a.policies_dir);
+    let shadow_policies_dir = a
+        .shadow_policies_dir
+        .as_deref()
+        .map(|d| dir("authorization.shadow_policies_dir", d));
     Authorization {
         routes_file: errs.file("authorization.routes_file", base, &a.routes_file),
         policies_dir,
+        shadow_policies_dir,
         unmatched: a.unmatched.unwrap_or(Unmatched::Deny),
         decision_cache: a.decision_cache.map_or(DECISION_CACHE, |b| b.0),
     }
