@@ -170,13 +170,19 @@ async fn a_tenants_policy_applies_to_it_alone_and_is_kept() {
         json!([])
     );
 
-    // Audited with the file's text before and after, and the admin credential.
-    let records: Vec<Value> = std::fs::read_to_string(tollgate.path("audit/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|r: &Value| r["type"] == "admin" && r["admin"]["action"] != "create")
-        .collect();
+    // Audited with the file's text before and after, and the admin credential (the writer
+    // thread may be a moment behind the answer).
+    let file = tollgate.path("audit/audit.jsonl");
+    let changes = || -> Vec<Value> {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|r: &Value| r["type"] == "admin" && r["admin"]["action"] != "create")
+            .collect()
+    };
+    eventually("every change is on record", async || changes().len() >= 5).await;
+    let records = changes();
     let actions: Vec<&str> = records
         .iter()
         .map(|r| r["admin"]["action"].as_str().unwrap())
