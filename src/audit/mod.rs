@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod chain;
+pub mod inputs;
 pub mod query;
 pub mod record;
 pub mod sink;

@@ -138,7 +138,7 @@ pub struct Record {
     pub shadow_decision: Option<serde_json::Value>,
     /// What the decision saw, so that it can be decided again (`tollgate replay`): never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<serde_json::Value>,
+    pub inputs: Option<super::inputs::Inputs>,
 }
 
 impl Record {

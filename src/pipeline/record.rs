@@ -141,36 +141,21 @@ pub fn decision(auditor: &Auditor, ctx: &Context, method: &Method, status: Optio
     r
 }
 
-/// The `inputs` of a decision record, version 1: the principal as credentials described it, the
-/// tenant and its effective features, the request as judged. Present once a tenant is known.
-fn inputs(auditor: &Auditor, ctx: &Context, method: &Method) -> Option<serde_json::Value> {
-    let tenant = ctx.tenant.as_ref()?;
-    let principal = ctx.principal.as_ref().map(|p| {
-        serde_json::json!({
-            "id": p.id,
-            "auth": p.method.as_str(),
-            "tenant": p.tenant,
-            "roles": p.roles,
-            "scopes": p.scopes,
-            "mfa": p.mfa,
-        })
-    });
-    Some(serde_json::json!({
-        "v": 1,
-        "principal": principal,
-        "tenant": {
-            "id": tenant.id,
-            "plan": tenant.plan.id,
-            "status": tenant.status.as_str(),
-            "features": tenant.features,
-        },
-        "request": {
-            "method": method.as_str(),
-            "path": ctx.path(),
-            "host": ctx.arrival.host,
-            "client_ip": auditor.client_ip(&ctx.arrival.client_ip.to_string()),
-        },
-    }))
+/// The `inputs` of a decision record: references to what the request already holds, written
+/// out by the audit writer. Present once a tenant is known.
+fn inputs(
+    auditor: &Auditor,
+    ctx: &Context,
+    method: &Method,
+) -> Option<crate::audit::inputs::Inputs> {
+    Some(crate::audit::inputs::Inputs {
+        principal: ctx.principal.clone(),
+        tenant: ctx.tenant.clone()?,
+        method: method.to_string(),
+        path: ctx.path().to_string(),
+        host: ctx.arrival.host.clone(),
+        client_ip: auditor.client_ip(&ctx.arrival.client_ip.to_string()),
+    })
 }
 
 /// After the answer: a refused request's only record goes out now; a forwarded one gets its

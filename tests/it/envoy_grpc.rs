@@ -121,6 +121,14 @@ pub async fn call_over<I>(io: I, path: &str, body: Bytes) -> Called
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    call_as(io, path, "application/grpc", body).await
+}
+
+/// [`call_over`] with another content type.
+async fn call_as<I>(io: I, path: &str, content_type: &str, body: Bytes) -> Called
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(io),
@@ -129,7 +137,7 @@ where
     .unwrap();
     tokio::spawn(conn);
     let request = http::Request::post(format!("http://authorizer{path}"))
-        .header("content-type", "application/grpc")
+        .header("content-type", content_type)
         .header("te", "trailers")
         .body(Full::new(body))
         .unwrap();
@@ -199,6 +207,19 @@ async fn the_grpc_service_refuses_what_is_not_a_check_and_answers_like_proxy_mod
     )
     .await;
     assert_eq!(status(&headers).as_deref(), Some("3"));
+    // Not gRPC at all (415), and a message over 4 MiB: refused before any decision.
+    let tcp = tokio::net::TcpStream::connect(s.grpc).await.unwrap();
+    let (code, headers, _, _) = call_as(
+        tcp,
+        tollgate::grpc::CHECK_PATH,
+        "application/json",
+        ask.clone(),
+    )
+    .await;
+    assert_eq!((code, status(&headers).as_deref()), (415, Some("3")));
+    let huge = tollgate::grpc::frame(&vec![0u8; tollgate::grpc::MAX_MESSAGE + 1]);
+    let (_, headers, message, _) = call(s.grpc, tollgate::grpc::CHECK_PATH, huge).await;
+    assert_eq!((status(&headers).as_deref(), message), (Some("8"), None));
     let mut compressed = ask.to_vec();
     compressed[0] = 1;
     let (_, headers, _, _) = call(s.grpc, tollgate::grpc::CHECK_PATH, compressed.into()).await;
